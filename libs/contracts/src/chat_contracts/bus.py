@@ -1,0 +1,131 @@
+"""What travels on NATS: command envelopes, replies, fan-out deliveries, internal queries.
+
+All of it is msgpack (``msgspec.msgpack``); the client-facing part of a fan-out is JSON
+bytes encoded once by the publisher and handed to every socket as is.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+from chat_contracts.client import Role
+
+T = TypeVar("T")
+
+
+class Actor(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True):
+    """Who asks: the authenticated user (claims `sub`, `name`, `picture`)."""
+
+    user_id: str
+    name: str
+    avatar: str | None = None
+
+
+class Command(msgspec.Struct, Generic[T], kw_only=True, omit_defaults=True):
+    """A request on `cmd.<domain>.<action>`.
+
+    `origin_sid` names the socket that sent it, so that the fan-out can skip that
+    socket (it has the ack) while the user's other sockets get the event.
+    """
+
+    actor: Actor
+    payload: T
+    origin_sid: str | None = None
+
+
+class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer to a command: an ack without its callback.
+
+    `result` holds the msgpack-encoded result Struct (camelCase keys); the gateway
+    merges its keys into the ack next to `status`.
+    """
+
+    status: Literal["ok", "error", "retry"]
+    result: msgspec.Raw | None = None
+    code: str | None = None
+    error: str | None = None
+    field: str | None = None
+    retry_after: int | None = None
+
+
+class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A delivery on `rt.user.<id>` or `rt.room.<id>` to the gateways holding those sockets.
+
+    - `event`/`data`: the Socket.IO event and its JSON payload, encoded once.
+    - `skip_sid`: a socket that must not get it (the one that caused it; it has the ack).
+    - `skip_user`: a user whose sockets must not get it (typing goes to *other* members).
+    - `rooms`/`dedupe_id`: the same event published on several rooms (presence goes to
+      every chat of a user); a gateway emits it once to the union of its local sockets in
+      `rooms` and drops the later copies with the same `dedupe_id`.
+    - `join`/`leave`: control for `rt.user.<id>`: that user's local sockets enter or leave
+      these rooms now (membership changed), before any later event of the room.
+    - `close_room`: the room is gone (group deleted): every local socket leaves it.
+    """
+
+    event: str = ""
+    data: bytes = b""
+    skip_sid: str | None = None
+    skip_user: str | None = None
+    rooms: list[str] = []
+    dedupe_id: str | None = None
+    join: list[str] = []
+    leave: list[str] = []
+    close_room: bool = False
+
+
+# --- internal queries between services and from the gateway ------------------------
+
+
+class Empty(msgspec.Struct, kw_only=True):
+    """A query with no arguments besides the actor."""
+
+
+class MembershipQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """`cmd.groups.membership`: is `user_id` a member of `group_id`, and in what role."""
+
+    group_id: str
+    user_id: str
+
+
+class Membership(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """Answer to `cmd.groups.membership`; `role` None = not a member (or no such group)."""
+
+    exists: bool
+    member_count: int = 0
+    role: Role | None = None
+
+
+class MembersQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """`cmd.groups.members`: every member id of a group the actor belongs to."""
+
+    group_id: str
+
+
+class Members(msgspec.Struct, kw_only=True, rename="camel"):
+    """Answer to `cmd.groups.members`."""
+
+    user_ids: list[str]
+
+
+class ChatIds(msgspec.Struct, kw_only=True, rename="camel"):
+    """Answer to `cmd.groups.mine` / `cmd.messages.mine`: the actor's chats."""
+
+    chat_ids: list[str]
+
+
+class PresenceChanged(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`evt.users.presence`: the gateway announced a presence change (users keeps last seen)."""
+
+    user_id: str
+    status: str
+    at: str
+    name: str | None = None
+    avatar: str | None = None
+
+
+class LastSeenQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """`cmd.users.last_seen`."""
+
+    user_ids: list[str]

@@ -1,0 +1,35 @@
+"""Numeric limits of the protocol (PROTOCOL.md); configurable rules read their defaults here."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_ID_LENGTH: Final = 128
+MAX_CONTENT_LENGTH: Final = 5_000
+DEFAULT_HISTORY_LIMIT: Final = 50
+MAX_HISTORY_LIMIT: Final = 200
+#: `sync` sends at most this many messages per `message:batch` ...
+SYNC_BATCH_SIZE: Final = 200
+#: ... and at most this many per chat; past it the last batch says `limited: true`.
+SYNC_MAX_PER_CHAT: Final = 1_000
+MAX_SYNC_CURSORS: Final = 10_000
+MAX_READ_IDS: Final = 500
+MAX_GROUP_MEMBERS: Final = 1_024
+MAX_GROUP_NAME: Final = 100
+MAX_GROUP_DESCRIPTION: Final = 1_000
+DEFAULT_PRESENCE_PAGE: Final = 100
+MAX_PRESENCE_PAGE: Final = 500
+MAX_BROADCAST_TARGETS: Final = 50
+MAX_SDP_LENGTH: Final = 100_000
+#: Typing: a start not renewed expires after this long (ms) ...
+TYPING_EXPIRY_MS: Final = 10_000
+#: ... at most one relayed start per user per chat per this long (ms) ...
+TYPING_THROTTLE_MS: Final = 2_000
+#: ... and groups above this size get no typing events.
+TYPING_MAX_GROUP_SIZE: Final = 100
+#: Offline is announced only after this long with no socket (ms).
+PRESENCE_GRACE_MS: Final = 10_000
+#: Reply context shows at most this many characters of the quoted message.
+REPLY_PREVIEW_LENGTH: Final = 200
+#: Reactions: at most this many `userIds` listed per emoji.
+REACTION_USER_IDS_SHOWN: Final = 20

@@ -1,0 +1,1 @@
+"""Plumbing every service shares: bus, worker runner, settings, logging, stores, clock."""

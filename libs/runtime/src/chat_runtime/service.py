@@ -1,0 +1,48 @@
+"""`__main__` plumbing shared by every worker service: settings → connect → serve → drain."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
+
+from chat_runtime.bus import Bus
+from chat_runtime.logs import setup_logging
+from chat_runtime.settings import BaseSettings, exit_on_error, load_settings
+from chat_runtime.worker import Router, Worker, run, wait_for_shutdown
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=BaseSettings)
+
+#: Builds a service's router from its settings and bus; the context manager owns the
+#: store (opened on enter, closed on exit) and any background work.
+Build = Callable[[S, Bus], AbstractAsyncContextManager[Router]]
+
+
+async def serve(name: str, settings: S, build: Build[S]) -> None:
+    """Connect to NATS, serve the router until SIGTERM/SIGINT, then drain and close."""
+    bus = await Bus.connect(settings.nats_url, name=name)
+    async with build(settings, bus) as router:
+        worker = Worker(bus, router, settings.max_in_flight)
+        await worker.start()
+        log.info("%s ready: %s", name, ", ".join(router.actions))
+        await wait_for_shutdown()
+        log.info("%s draining", name)
+        await worker.stop()
+    await bus.close()
+
+
+def main(name: str, kind: type[S], build: Build[S]) -> None:
+    """Entry point of `python -m chat_<service>`."""
+    settings = exit_on_error(lambda: load_settings(kind))
+    setup_logging(settings.log_level)
+
+    async def _main() -> None:
+        await serve(name, settings, build)
+
+    run(_main)
+
+
+__all__ = ["main", "serve"]

@@ -1,0 +1,77 @@
+"""Typed settings from `CHAT_*` environment variables, parsed once at start.
+
+A service declares a `msgspec.Struct` of its settings (subclassing `BaseSettings`);
+`load_settings` reads `CHAT_<FIELD>` for each field and converts it. A missing or
+malformed value raises `SettingsError` naming the variable, and `exit_on_error` turns
+that into a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Literal, TypeVar
+
+import msgspec
+
+PREFIX = "CHAT_"
+
+
+class SettingsError(Exception):
+    """A `CHAT_*` variable is missing or malformed."""
+
+
+class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """What every service reads: the bus, the store, logging."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    store: Literal["sqlite", "mongo"] = "sqlite"
+    sqlite_dir: str = ".data"
+    mongodb_url: str = ""
+    mongodb_db: str = "chat"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: How many commands one worker process runs at once.
+    max_in_flight: int = 64
+
+    def __post_init__(self) -> None:
+        if self.store == "mongo" and not self.mongodb_url:
+            raise ValueError("CHAT_MONGODB_URL is required when CHAT_STORE=mongo")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def variable(field: str) -> str:
+    """The environment variable of a settings field."""
+    return PREFIX + field.upper()
+
+
+def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """Build `kind` from the environment; raise `SettingsError` naming the bad variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(kind):
+        raw = env.get(variable(field.name))
+        if raw is None or (raw == "" and not field.required):
+            if field.required:
+                raise SettingsError(f"{variable(field.name)} is required")
+            continue
+        try:
+            values[field.name] = msgspec.convert(raw, field.type, strict=False)
+        except msgspec.ValidationError as exc:
+            message = str(exc).split(" - at ")[0]
+            raise SettingsError(f"{variable(field.name)}={raw!r} is invalid: {message}") from None
+    try:
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def exit_on_error(loader: Callable[[], S]) -> S:
+    """Run a settings loader; on `SettingsError` print it and exit with status 2."""
+    try:
+        return loader()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
