@@ -54,6 +54,7 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A delivery on `rt.user.<id>` or `rt.room.<id>` to the gateways holding those sockets.
 
     - `event`/`data`: the Socket.IO event and its JSON payload, encoded once.
+    - `to_sid`: only this socket gets it (`message:batch` answers one socket's `sync`).
     - `skip_sid`: a socket that must not get it (the one that caused it; it has the ack).
     - `skip_user`: a user whose sockets must not get it (typing goes to *other* members).
     - `rooms`/`dedupe_id`: the same event published on several rooms (presence goes to
@@ -66,6 +67,7 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     event: str = ""
     data: bytes = b""
+    to_sid: str | None = None
     skip_sid: str | None = None
     skip_user: str | None = None
     rooms: list[str] = []

@@ -181,6 +181,11 @@ class Publisher:
         fanout = Fanout(event=event, data=encode_json(payload), skip_sid=skip_sid)
         await self._bus.publish(subjects.user(user_id), encode(fanout))
 
+    async def to_socket(self, user_id: str, sid: str, event: str, payload: msgspec.Struct) -> None:
+        """Emit `event` to one socket of `user_id` (wherever it is connected)."""
+        fanout = Fanout(event=event, data=encode_json(payload), to_sid=sid)
+        await self._bus.publish(subjects.user(user_id), encode(fanout))
+
     async def membership(
         self, user_id: str, *, join: list[str] | None = None, leave: list[str] | None = None
     ) -> None:
