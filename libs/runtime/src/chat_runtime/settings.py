@@ -57,8 +57,12 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
             if field.required:
                 raise SettingsError(f"{variable(field.name)} is required")
             continue
+        value: object = raw
+        if getattr(field.type, "__origin__", None) is list:
+            # Lists are comma-separated: CHAT_ALLOWED_ORIGINS=https://a.example,https://b.example
+            value = [item.strip() for item in raw.split(",") if item.strip()]
         try:
-            values[field.name] = msgspec.convert(raw, field.type, strict=False)
+            values[field.name] = msgspec.convert(value, field.type, strict=False)
         except msgspec.ValidationError as exc:
             message = str(exc).split(" - at ")[0]
             raise SettingsError(f"{variable(field.name)}={raw!r} is invalid: {message}") from None

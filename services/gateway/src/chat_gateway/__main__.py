@@ -1,0 +1,50 @@
+"""`python -m chat_gateway`: settings → NATS + Redis → serve HTTP/Socket.IO → drain on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from chat_gateway.app import Gateway
+from chat_gateway.settings import GatewaySettings
+from chat_runtime.bus import Bus
+from chat_runtime.logs import setup_logging
+from chat_runtime.settings import exit_on_error, load_settings
+from chat_runtime.worker import run, wait_for_shutdown
+
+log = logging.getLogger("chat_gateway")
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run one gateway until SIGTERM/SIGINT."""
+    bus = await Bus.connect(settings.nats_url, name=f"gateway-{settings.node_id}")
+    redis = Redis.from_url(settings.redis_url)
+    gateway = Gateway(settings, bus, redis)
+    runner = web.AppRunner(gateway.web_app(), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
+    await site.start()
+    await gateway.start_background()
+    port = runner.addresses[0][1]
+    # Tests and the dev runner wait for this line; the port matters when 0 was asked.
+    log.info("gateway ready on http://%s:%d", settings.gateway_host, port)
+    await wait_for_shutdown()
+    log.info("gateway draining")
+    # Closing the sockets lets clients reconnect elsewhere and `sync` what they missed.
+    await runner.cleanup()
+    await gateway.close()
+    await bus.close()
+    await redis.aclose()
+
+
+def main() -> None:
+    """Entry point."""
+    settings = exit_on_error(lambda: load_settings(GatewaySettings))
+    setup_logging(settings.log_level)
+    run(lambda: serve(settings))
+
+
+if __name__ == "__main__":
+    main()

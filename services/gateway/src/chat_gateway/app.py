@@ -1,0 +1,439 @@
+"""The gateway: Socket.IO in front, NATS behind, Redis for presence and rate limits.
+
+Per client event: validate the payload against its contract (msgspec) → rate-limit →
+either forward it as `cmd.<domain>.<action>` and turn the reply into the ack, or handle
+it here (typing, presence). Per fan-out: see `fanout.Delivery`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import socketio
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from chat_contracts import ErrorCode, limits, subjects
+from chat_contracts import client as c
+from chat_contracts import server as s
+from chat_contracts.bus import (
+    Actor,
+    ChatIds,
+    Command,
+    Empty,
+    Fanout,
+    Members,
+    Membership,
+    MembershipQuery,
+    MembersQuery,
+    PresenceChanged,
+)
+from chat_contracts.routes import GATEWAY, ROUTES, Route
+from chat_gateway import acks
+from chat_gateway.auth import TokenVerifier, Unauthorized
+from chat_gateway.fanout import Delivery
+from chat_gateway.presence import Presence
+from chat_gateway.ratelimit import Bucket, RateLimiter
+from chat_gateway.registry import LocalSocket, Registry
+from chat_gateway.settings import GatewaySettings
+from chat_gateway.typing_relay import TypingRelay
+from chat_runtime.bus import Bus, encode, encode_json
+from chat_runtime.clock import Clock, SystemClock, iso
+
+log = logging.getLogger(__name__)
+
+LocalHandler = Callable[[LocalSocket, Any], Awaitable[acks.Ack]]
+
+_chat_ids = msgspec.msgpack.Decoder(ChatIds)
+_members = msgspec.msgpack.Decoder(Members)
+_membership = msgspec.msgpack.Decoder(Membership)
+
+#: How long a group's member count is trusted for the typing size rule (s).
+MEMBER_COUNT_TTL_S = 30.0
+
+
+class Gateway:
+    """One gateway process: the Socket.IO server and its wiring."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        bus: Bus,
+        redis: Redis,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.redis = redis
+        self.clock = clock or SystemClock()
+        self.verifier = TokenVerifier(settings)
+        self.registry = Registry()
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            cors_allowed_origins=settings.allowed_origins,
+            # 1 MiB: far above the largest valid payload (5,000-character messages,
+            # 100 KB SDP), so oversize content reaches validation and gets an ack.
+            max_http_buffer_size=1 << 20,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.delivery = Delivery(bus, self.registry, self.sio.eio.send)
+        self.presence = Presence(
+            redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
+        )
+        self.limiter = RateLimiter(redis)
+        self.typing = TypingRelay(redis, settings.typing_expiry_ms, self._typing_expired)
+        self._buckets = {
+            "send": Bucket("send", settings.rate_send_per_s, settings.rate_send_burst),
+            "typing": Bucket("typing", settings.rate_typing_per_s, int(settings.rate_typing_per_s)),
+            "other": Bucket(
+                "other", settings.rate_other_per_min / 60, int(settings.rate_other_per_min)
+            ),
+        }
+        self._member_counts: dict[str, tuple[float, int]] = {}
+        self._grace: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._local: dict[str, LocalHandler] = {
+            "typing_start": self._typing_start,
+            "typing_stop": self._typing_stop,
+            "presence_set": self._presence_set,
+            "presence_query": self._presence_query,
+            "presence_subscribe": self._presence_subscribe,
+        }
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        for route in ROUTES:
+            self.sio.on(route.event, self._handler(route))
+        self.sio.on("*", self._on_unknown)
+
+    # --- HTTP ------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        """The aiohttp application: Socket.IO at /socket.io/, plus health endpoints."""
+        app = web.Application()
+        self.sio.attach(app)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        redis_ok = False
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=1))
+        ready = self.bus.connected and redis_ok
+        body = {"nats": self.bus.connected, "redis": redis_ok}
+        return web.json_response(body, status=200 if ready else 503)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start_background(self) -> None:
+        """Start the presence lease refresher."""
+        self._spawn(self._refresh_leases())
+
+    async def close(self) -> None:
+        """Stop timers and subscriptions."""
+        self.typing.close()
+        for task in [*self._grace.values(), *self._background]:
+            task.cancel()
+        await self.delivery.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh_leases(self) -> None:
+        period = self.settings.presence_lease_ms / 3000
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.presence.refresh(list(self.registry.by_user), _now_ms())
+            except RedisError as exc:
+                log.warning("presence lease refresh failed: %s", exc)
+
+    # --- connect / disconnect -----------------------------------------------------------
+
+    async def _on_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            actor = self.verifier.verify(token)
+        except Unauthorized as exc:
+            log.info("handshake refused: %s", exc)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "unauthorized", {"code": ErrorCode.UNAUTHORIZED.value}
+            ) from None
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        await self.delivery.apply(self.registry.add_socket(sid, eio_sid, actor))
+        try:
+            rooms = await self._chats_of(actor)
+            await self.delivery.apply(self.registry.join_user(actor.user_id, rooms))
+            first_here = len(self.registry.by_user[actor.user_id]) == 1
+            if first_here and await self.presence.connected(actor.user_id):
+                await self._announce(actor, await self.presence.manual_status(actor.user_id))
+        except (_Unavailable, RedisError) as exc:
+            log.warning("connect of %s failed: %s", actor.user_id, exc)
+            await self._forget(sid)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "unavailable", {"code": ErrorCode.UNAVAILABLE.value, "retryAfter": 1000}
+            ) from None
+
+    async def _chats_of(self, actor: Actor) -> list[str]:
+        """Every chat (groups and DMs) of the user: the rooms its sockets join."""
+        groups, dms = await asyncio.gather(
+            self.bus.command(subjects.GROUPS, "mine", actor, Empty()),
+            self.bus.command(subjects.MESSAGES, "mine", actor, Empty()),
+        )
+        rooms: list[str] = []
+        for reply in (groups, dms):
+            if reply.status != "ok" or reply.result is None:
+                raise _Unavailable(reply.error or "chat list unavailable")
+            rooms.extend(_chat_ids.decode(reply.result).chat_ids)
+        return rooms
+
+    async def _on_disconnect(self, sid: str, _reason: Any = None) -> None:
+        sock = await self._forget(sid)
+        if sock is None:
+            return
+        user_id = sock.actor.user_id
+        if user_id in self.registry.by_user:
+            return
+        for chat in self.typing.active(user_id):
+            await self._typing_expired(sock.actor, chat)
+        try:
+            token = await self.presence.disconnected(user_id)
+        except RedisError as exc:
+            log.warning("presence disconnect of %s failed: %s", user_id, exc)
+            return
+        if token is not None:
+            old = self._grace.pop(user_id, None)
+            if old is not None:
+                old.cancel()
+            self._grace[user_id] = asyncio.ensure_future(
+                self._offline_after_grace(sock.actor, token, sock.rooms)
+            )
+
+    async def _forget(self, sid: str) -> LocalSocket | None:
+        sock, interest = self.registry.remove_socket(sid)
+        await self.delivery.apply(interest)
+        return sock
+
+    async def _offline_after_grace(self, actor: Actor, token: str, rooms: set[str]) -> None:
+        try:
+            await asyncio.sleep(self.settings.presence_grace_ms / 1000)
+            if await self.presence.grace_ended(actor.user_id, token):
+                await self._announce(actor, "offline", rooms)
+        except RedisError as exc:
+            log.warning("presence expiry of %s failed: %s", actor.user_id, exc)
+        finally:
+            if self._grace.get(actor.user_id) is asyncio.current_task():
+                del self._grace[actor.user_id]
+
+    async def _announce(self, actor: Actor, status: str, rooms: set[str] | None = None) -> None:
+        """`presence:update` to the user's contacts: every member of every chat it is in."""
+        now = iso(self.clock.now())
+        update = s.PresenceUpdate(
+            user_id=actor.user_id,
+            status=status,  # type: ignore[arg-type]
+            last_seen_at=now if status == "offline" else None,
+        )
+        rooms = rooms if rooms is not None else self.registry.rooms_of(actor.user_id)
+        if rooms:
+            # Published on every room, emitted once per socket (see Fanout.dedupe_id).
+            body = encode(
+                Fanout(
+                    event="presence:update",
+                    data=encode_json(update),
+                    rooms=sorted(rooms),
+                    dedupe_id=uuid.uuid4().hex,
+                    skip_user=actor.user_id,
+                )
+            )
+            for room in rooms:
+                await self.bus.publish(subjects.room(room), body)
+        changed = PresenceChanged(
+            user_id=actor.user_id, status=status, at=now, name=actor.name, avatar=actor.avatar
+        )
+        await self.bus.publish(
+            subjects.command(subjects.USERS, "presence"),
+            encode(Command(actor=actor, payload=changed)),
+        )
+
+    # --- client events ------------------------------------------------------------------
+
+    def _handler(self, route: Route) -> Callable[..., Awaitable[acks.Ack | None]]:
+        bucket = self._buckets[
+            "send"
+            if route.event == "message:send"
+            else "typing"
+            if route.event.startswith("typing:")
+            else "other"
+        ]
+
+        async def handle(sid: str, *args: Any) -> acks.Ack | None:
+            ack = await self._dispatch(route, bucket, sid, args[0] if args else None)
+            return ack if route.ack else None
+
+        return handle
+
+    async def _dispatch(self, route: Route, bucket: Bucket, sid: str, data: Any) -> acks.Ack:
+        sock = self.registry.sockets.get(sid)
+        if sock is None:
+            return acks.error(ErrorCode.UNAUTHORIZED, "not connected")
+        try:
+            payload = msgspec.convert({} if data is None else data, route.payload)
+        except msgspec.ValidationError as exc:
+            return acks.validation(exc)
+        retry_count = getattr(payload, "retry_count", None)
+        try:
+            wait_ms = await self.limiter.take(sock.actor.user_id, bucket)
+            if wait_ms:
+                ack = acks.retry(ErrorCode.RATE_LIMITED, "rate limit exceeded", wait_ms)
+            elif route.domain == GATEWAY:
+                ack = await self._local[route.action](sock, payload)
+            else:
+                reply = await self.bus.command(
+                    route.domain,
+                    route.action,
+                    sock.actor,
+                    payload,
+                    origin_sid=sid,
+                    timeout_ms=self.settings.ack_timeout_ms,
+                )
+                return acks.from_reply(reply, retry_count)
+        except (RedisError, _Unavailable) as exc:
+            log.warning("%s failed: %s", route.event, exc)
+            ack = acks.retry(ErrorCode.UNAVAILABLE, "service unavailable, retry later", 1000)
+        if retry_count is not None:
+            ack["retryCount"] = retry_count
+        return ack
+
+    async def _on_unknown(self, event: str, _sid: str, *_args: Any) -> acks.Ack:
+        return acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
+
+    # --- typing --------------------------------------------------------------------------
+
+    async def _typing_target(self, sock: LocalSocket, p: c.TypingChange) -> str | None:
+        """The room (or `user:<id>` for a DM by peer) typing goes to; None = not allowed."""
+        uid = sock.actor.user_id
+        if p.target_user_id is not None:
+            return None if p.target_user_id == uid else "user:" + p.target_user_id
+        chat = p.conversation_id or p.group_id or ""
+        if not self.registry.in_room(uid, chat):
+            return None
+        if p.group_id is not None:
+            count = await self._member_count(sock.actor, p.group_id)
+            if count > limits.TYPING_MAX_GROUP_SIZE:
+                return None
+        return chat
+
+    async def _member_count(self, actor: Actor, group_id: str) -> int:
+        cached = self._member_counts.get(group_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        reply = await self.bus.command(
+            subjects.GROUPS,
+            "membership",
+            actor,
+            MembershipQuery(group_id=group_id, user_id=actor.user_id),
+        )
+        if reply.status != "ok" or reply.result is None:
+            raise _Unavailable(reply.error or "groups unavailable")
+        count = _membership.decode(reply.result).member_count
+        self._member_counts[group_id] = (time.monotonic() + MEMBER_COUNT_TTL_S, count)
+        return count
+
+    async def _typing_start(self, sock: LocalSocket, p: c.TypingChange) -> acks.Ack:
+        target = await self._typing_target(sock, p)
+        if target is None:
+            return acks.error(ErrorCode.FORBIDDEN, "not a member of this chat")
+        if await self.typing.start(sock.actor, target):
+            await self._relay_typing("typing:start", sock.actor, target)
+        return acks.ok()
+
+    async def _typing_stop(self, sock: LocalSocket, p: c.TypingChange) -> acks.Ack:
+        target = await self._typing_target(sock, p)
+        if target is None:
+            return acks.error(ErrorCode.FORBIDDEN, "not a member of this chat")
+        if await self.typing.stop(sock.actor.user_id, target):
+            await self._relay_typing("typing:stop", sock.actor, target)
+        return acks.ok()
+
+    async def _typing_expired(self, actor: Actor, target: str) -> None:
+        """No renewal in 10 s, or the typist's last socket left: tell the others."""
+        await self.typing.stop(actor.user_id, target)
+        await self._relay_typing("typing:stop", actor, target)
+
+    async def _relay_typing(self, event: str, actor: Actor, target: str) -> None:
+        is_dm_by_peer = target.startswith("user:")
+        chat = "" if is_dm_by_peer else target
+        typing = s.TypingEvent(
+            user_id=actor.user_id,
+            user_name=actor.name,
+            user_avatar=actor.avatar,
+            conversation_id=chat if chat.startswith("c_") else None,
+            group_id=chat if chat.startswith("g_") else None,
+        )
+        fanout = Fanout(event=event, data=encode_json(typing), skip_user=actor.user_id)
+        subject = (
+            subjects.user(target.removeprefix("user:")) if is_dm_by_peer else subjects.room(chat)
+        )
+        await self.bus.publish(subject, encode(fanout))
+
+    # --- presence ------------------------------------------------------------------------
+
+    async def _presence_set(self, sock: LocalSocket, p: c.PresenceSet) -> acks.Ack:
+        if await self.presence.set_manual_status(sock.actor.user_id, p.status):
+            await self._announce(sock.actor, p.status)
+        return acks.ok()
+
+    async def _online_page(
+        self, sock: LocalSocket, group_id: str, cursor: str | None, limit: int
+    ) -> s.PresencePage | acks.Ack:
+        reply = await self.bus.command(
+            subjects.GROUPS, "members", sock.actor, MembersQuery(group_id=group_id)
+        )
+        if reply.status != "ok" or reply.result is None:
+            return acks.from_reply(reply)
+        members = sorted(_members.decode(reply.result).user_ids)
+        flags = await self.presence.online(members, _now_ms())
+        online = [uid for uid, on in zip(members, flags, strict=True) if on]
+        start = int(cursor) if cursor and cursor.isdigit() else 0
+        page = online[start : start + limit]
+        more = start + limit < len(online)
+        return s.PresencePage(
+            online_user_ids=page,
+            total=len(online),
+            has_more=more,
+            cursor=str(start + limit) if more else None,
+            group_id=group_id,
+        )
+
+    async def _presence_query(self, sock: LocalSocket, p: c.PresenceQuery) -> acks.Ack:
+        page = await self._online_page(sock, p.group_id, p.cursor, p.limit)
+        return page if isinstance(page, dict) else acks.ok(page)
+
+    async def _presence_subscribe(self, sock: LocalSocket, p: c.PresenceSubscribe) -> acks.Ack:
+        page = await self._online_page(sock, p.group_id, None, limits.DEFAULT_PRESENCE_PAGE)
+        if isinstance(page, dict):
+            return page
+        await self.sio.emit("presence:state", msgspec.to_builtins(page), to=sock.sid)
+        return acks.ok()
+
+
+class _Unavailable(Exception):
+    """A service the gateway depends on did not answer."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,73 @@
+"""JWT verification at the handshake: signature (pinned algorithm), exp, nbf, aud, iss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from chat_contracts.bus import Actor
+from chat_gateway.settings import GatewaySettings
+
+#: Clock skew tolerated between the token issuer and us (s).
+LEEWAY_S = 30
+
+
+class Unauthorized(Exception):
+    """The token is missing, expired, forged or lacks a claim we need."""
+
+
+def _load_key(settings: GatewaySettings) -> Any:
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    text = settings.jwt_public_key
+    if not text.lstrip().startswith(("-----BEGIN", "{")):
+        text = Path(text).read_text()
+    if text.lstrip().startswith("{"):
+        # A JWKS file: take the first key that fits the pinned algorithm.
+        jwks = jwt.PyJWKSet.from_dict(json.loads(text))
+        for key in jwks.keys:
+            if key.algorithm_name in (settings.jwt_algorithm, None):
+                return key.key
+        raise ValueError("no key for the configured algorithm in the JWKS file")
+    return text
+
+
+class TokenVerifier:
+    """Turns a bearer token into the `Actor` it names, or raises `Unauthorized`."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._key = _load_key(settings)
+        # One algorithm, from config: never from the token header (alg confusion).
+        self._algorithms = [settings.jwt_algorithm]
+        self._audience = settings.jwt_audience or None
+        self._issuer = settings.jwt_issuer or None
+
+    def verify(self, token: object) -> Actor:
+        """Check the token and return who it names."""
+        if not isinstance(token, str) or not token:
+            raise Unauthorized("missing token")
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(str(exc)) from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub or len(sub) > 128:
+            raise Unauthorized("bad sub claim")
+        name = claims.get("name")
+        picture = claims.get("picture")
+        return Actor(
+            user_id=sub,
+            name=name if isinstance(name, str) and name else sub,
+            avatar=picture if isinstance(picture, str) and picture else None,
+        )
