@@ -38,12 +38,13 @@ class Command(msgspec.Struct, Generic[T], kw_only=True, omit_defaults=True):
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The answer to a command: an ack without its callback.
 
-    `result` holds the msgpack-encoded result Struct (camelCase keys); the gateway
-    merges its keys into the ack next to `status`.
+    `result` holds the msgpack-encoded result Struct (camelCase keys) as a bin field
+    (msgspec cannot decode `Raw | None`); the gateway merges its keys into the ack next
+    to `status`.
     """
 
     status: Literal["ok", "error", "retry"]
-    result: msgspec.Raw | None = None
+    result: bytes | None = None
     code: str | None = None
     error: str | None = None
     field: str | None = None

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 P = TypeVar("P")
 Handler = Callable[[Command[Any]], Awaitable[msgspec.Struct | None]]
 
-_EMPTY_RESULT = msgspec.Raw(encode({}))
+_EMPTY_RESULT = encode({})
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Router:
         except Exception:
             log.exception("%s.%s failed", self.domain, action)
             return Reply(status="error", code=ErrorCode.INTERNAL.value, error="internal error")
-        raw = _EMPTY_RESULT if result is None else msgspec.Raw(encode(result))
+        raw = _EMPTY_RESULT if result is None else encode(result)
         return Reply(status="ok", result=raw)
 
 
