@@ -7,7 +7,7 @@ see exactly the shapes of the spec.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -350,7 +350,7 @@ class CallIncoming(Out, kw_only=True):
     caller_id: str
     caller_name: str
     call_type: Literal["audio", "video"]
-    offer: dict[str, object]
+    offer: dict[str, Any]
     ice_servers: list[IceServer]
     caller_avatar: str | None = None
 
@@ -359,7 +359,7 @@ class CallAccepted(Out, kw_only=True):
     """`call:accepted`."""
 
     call_id: str
-    answer: dict[str, object]
+    answer: dict[str, Any]
 
 
 class CallRejected(Out, kw_only=True):
@@ -382,7 +382,7 @@ class CallIceEvent(Out, kw_only=True):
     """`call:ice-candidate` (server→client)."""
 
     call_id: str
-    candidate: dict[str, object]
+    candidate: dict[str, Any]
     from_user_id: str
 
 
