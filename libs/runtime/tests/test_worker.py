@@ -8,12 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 import pytest_asyncio
-from chat_testkit.servers import Missing, NatsServer
 
 from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor, Command, MembersQuery
 from chat_runtime.bus import Bus
 from chat_runtime.worker import Router, Worker
+from chat_testkit.servers import Missing, NatsServer
 
 ACTOR = Actor(user_id="alice", name="Alice")
 

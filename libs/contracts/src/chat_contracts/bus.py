@@ -51,6 +51,13 @@ class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
     retry_after: int | None = None
 
 
+class Frame(msgspec.Struct, array_like=True):
+    """One more event of a `Fanout` (its JSON payload encoded once by the publisher)."""
+
+    event: str
+    data: bytes
+
+
 class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A delivery on `rt.user.<id>` or `rt.room.<id>` to the gateways holding those sockets.
 
@@ -62,8 +69,15 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
       every chat of a user); a gateway emits it once to the union of its local sockets in
       `rooms` and drops the later copies with the same `dedupe_id`.
     - `join`/`leave`: control for `rt.user.<id>`: that user's local sockets enter or leave
-      these rooms now (membership changed), before any later event of the room.
+      these rooms now. Applied before the events of the same delivery.
+    - `more`: further events delivered right after `event`, in order.
     - `close_room`: the room is gone (group deleted): every local socket leaves it.
+
+    Rule for membership changes: the events a user must see about its *own* joining or
+    leaving travel on `rt.user.<id>` in the same delivery as the control. A room event
+    published right after a join would race the gateway's new subscription (NATS drops
+    what arrives before the SUB), and a leave on the user subject could overtake a room
+    event (nats-py runs each subscription's callbacks in its own task).
     """
 
     event: str = ""
@@ -75,6 +89,7 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     dedupe_id: str | None = None
     join: list[str] = []
     leave: list[str] = []
+    more: list[Frame] = []
     close_room: bool = False
 
 
@@ -119,16 +134,13 @@ class ChatIds(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class PresenceChanged(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
-    """`evt.users.presence`: the gateway announced a presence change (users keeps last seen)."""
+    """`cmd.users.presence` (published, no reply): a presence change the gateway announced.
+
+    The users service keeps profiles and last-seen times from it.
+    """
 
     user_id: str
     status: str
     at: str
     name: str | None = None
     avatar: str | None = None
-
-
-class LastSeenQuery(msgspec.Struct, kw_only=True, rename="camel"):
-    """`cmd.users.last_seen`."""
-
-    user_ids: list[str]

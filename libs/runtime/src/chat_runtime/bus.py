@@ -20,7 +20,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from chat_contracts import ErrorCode, subjects
-from chat_contracts.bus import Actor, Command, Fanout, Reply
+from chat_contracts.bus import Actor, Command, Fanout, Frame, Reply
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +176,39 @@ class Publisher:
         payload: msgspec.Struct,
         *,
         skip_sid: str | None = None,
+        join: list[str] | None = None,
+        leave: list[str] | None = None,
     ) -> None:
-        """Emit `event` to every socket of `user_id` on every gateway."""
-        fanout = Fanout(event=event, data=encode_json(payload), skip_sid=skip_sid)
+        """Emit `event` to every socket of `user_id` on every gateway.
+
+        With `join`/`leave`, those sockets first enter or leave the rooms (the user's own
+        membership change and the event announcing it travel together; see `Fanout`).
+        """
+        fanout = Fanout(
+            event=event,
+            data=encode_json(payload),
+            skip_sid=skip_sid,
+            join=join or [],
+            leave=leave or [],
+        )
         await self._bus.publish(subjects.user(user_id), encode(fanout))
+
+    async def to_users(
+        self,
+        user_ids: list[str],
+        events: list[tuple[str, msgspec.Struct]],
+        *,
+        join: list[str] | None = None,
+    ) -> None:
+        """The same events (and room joins) to several users, encoded once for all of them."""
+        if not events or not user_ids:
+            return
+        frames = [Frame(event, encode_json(payload)) for event, payload in events]
+        body = encode(
+            Fanout(event=frames[0].event, data=frames[0].data, more=frames[1:], join=join or [])
+        )
+        for user_id in user_ids:
+            await self._bus.publish(subjects.user(user_id), body)
 
     async def to_socket(self, user_id: str, sid: str, event: str, payload: msgspec.Struct) -> None:
         """Emit `event` to one socket of `user_id` (wherever it is connected)."""

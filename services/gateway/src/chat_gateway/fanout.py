@@ -83,6 +83,10 @@ class Delivery:
             await self.apply(self._registry.join_user(user_id, fanout.join))
         if fanout.event:
             await self._emit(fanout, self._registry.user_targets(user_id))
+        for frame in fanout.more:
+            await self._emit(
+                Fanout(event=frame.event, data=frame.data), self._registry.user_targets(user_id)
+            )
 
     async def _on_room(self, room: str, fanout: Fanout) -> None:
         if fanout.event:

@@ -1,0 +1,1 @@
+"""The groups worker: groups, members, roles and permissions (`cmd.groups.*`)."""

@@ -1,0 +1,1 @@
+"""The users worker: profiles from token claims and last seen (`cmd.users.*`)."""

@@ -1,0 +1,287 @@
+"""The group store contract, run against every implementation (`store` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chat_contracts import DomainError, ErrorCode, limits
+from chat_contracts.client import Role
+from chat_groups import domain
+from chat_groups.domain import ADMIN, MEMBER, Access, GroupRecord, Member, Removal
+from chat_groups.store import GroupStore
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+_seq = itertools.count()
+
+
+def refused(code: ErrorCode) -> pytest.RaisesExc[DomainError]:
+    return pytest.raises(DomainError, check=lambda e: e.code is code)
+
+
+async def make(
+    store: GroupStore,
+    creator: str = "alice",
+    others: tuple[str, ...] = ("bob", "carol"),
+    *,
+    at: datetime = T0,
+    description: str | None = "about",
+) -> GroupRecord:
+    """Create a group the way the handler does."""
+    group_id = f"g_{next(_seq):04d}"
+    members = [
+        Member(user_id=creator, role=ADMIN, joined_at=at),
+        *(Member(user_id=uid, role=MEMBER, joined_at=at) for uid in others),
+    ]
+    group = domain.new_group(
+        group_id,
+        creator,
+        name="Team",
+        description=description,
+        avatar_url=None,
+        member_count=len(members),
+        at=at,
+    )
+    await store.create(group, members)
+    return group
+
+
+def member(user_id: str, role: Role = MEMBER) -> Member:
+    return Member(user_id=user_id, role=role, joined_at=T0 + timedelta(minutes=1))
+
+
+async def count(store: GroupStore, group_id: str) -> int:
+    group = (await store.access(group_id, "nobody")).group
+    assert group is not None
+    return group.member_count
+
+
+async def test_create_and_access(store: GroupStore) -> None:
+    group = await make(store)
+    got = await store.access(group.id, "alice")
+    assert got == Access(group=group, role=ADMIN)
+    assert (await store.access(group.id, "bob")).role == MEMBER
+    assert await store.access(group.id, "zed") == Access(group=group, role=None)
+    assert await store.access("g_missing", "alice") == Access(group=None, role=None)
+    assert group.member_count == 3
+
+
+async def test_members_only_for_members(store: GroupStore) -> None:
+    group = await make(store)
+    access, ids = await store.members(group.id, "bob")
+    assert access.role == MEMBER
+    assert sorted(ids) == ["alice", "bob", "carol"]
+    assert (await store.members(group.id, "zed"))[1] == []
+    assert (await store.members("g_missing", "alice")) == (Access(group=None, role=None), [])
+
+
+async def test_groups_of_newest_first(store: GroupStore) -> None:
+    old = await make(store, others=("bob",), at=T0)
+    new = await make(store, creator="bob", others=("alice",), at=T0 + timedelta(hours=1))
+    await make(store, creator="carol", others=("dave",), at=T0 + timedelta(hours=2))
+    mine = await store.groups_of("alice")
+    assert [(g.id, role) for g, role in mine] == [(new.id, MEMBER), (old.id, ADMIN)]
+    assert mine[0][0] == new
+    assert await store.group_ids_of("alice") == [new.id, old.id]
+    assert await store.groups_of("nobody") == []
+    assert await store.group_ids_of("nobody") == []
+
+
+async def test_update_changes_only_what_differs(store: GroupStore) -> None:
+    group = await make(store)
+    requested = domain.requested_patch("Team", "", "http://img")
+    updated = await store.update(group.id, "alice", requested)
+    assert updated.patch == domain.GroupPatch(description=None, avatar_url="http://img")
+    assert updated.after.role == ADMIN
+    stored = (await store.access(group.id, "alice")).group
+    assert stored == updated.after.group
+    assert stored is not None
+    assert (stored.name, stored.description, stored.avatar_url) == ("Team", None, "http://img")
+    again = await store.update(group.id, "alice", requested)
+    assert again.patch.empty
+
+
+async def test_update_refusals(store: GroupStore) -> None:
+    group = await make(store)
+    patch = domain.requested_patch("New", None, None)
+    with refused(ErrorCode.FORBIDDEN):
+        await store.update(group.id, "bob", patch)
+    with refused(ErrorCode.FORBIDDEN):
+        await store.update(group.id, "zed", patch)
+    with refused(ErrorCode.NOT_FOUND):
+        await store.update("g_missing", "alice", patch)
+    assert (await store.access(group.id, "alice")).group == group
+
+
+async def test_delete(store: GroupStore) -> None:
+    group = await make(store)
+    with refused(ErrorCode.FORBIDDEN):
+        await store.delete(group.id, "bob")
+    await store.delete(group.id, "alice")
+    assert await store.access(group.id, "bob") == Access(group=None, role=None)
+    assert await store.group_ids_of("bob") == []
+    with refused(ErrorCode.NOT_FOUND):
+        await store.delete(group.id, "alice")
+
+
+async def test_add_member(store: GroupStore) -> None:
+    group = await make(store)
+    after = await store.add_member(group.id, "alice", member("dave", ADMIN))
+    assert after.role == ADMIN
+    assert after.group is not None
+    assert after.group.member_count == 4
+    assert await count(store, group.id) == 4
+    assert (await store.access(group.id, "dave")).role == ADMIN
+    assert await store.group_ids_of("dave") == [group.id]
+
+
+async def test_add_member_refusals(store: GroupStore) -> None:
+    group = await make(store)
+    with refused(ErrorCode.CONFLICT):
+        await store.add_member(group.id, "alice", member("bob"))
+    with refused(ErrorCode.FORBIDDEN):
+        await store.add_member(group.id, "bob", member("dave"))
+    with refused(ErrorCode.FORBIDDEN):
+        await store.add_member(group.id, "zed", member("dave"))
+    with refused(ErrorCode.NOT_FOUND):
+        await store.add_member("g_missing", "alice", member("dave"))
+    assert await count(store, group.id) == 3
+    assert (await store.access(group.id, "dave")).role is None
+
+
+async def test_add_member_up_to_the_limit(store: GroupStore) -> None:
+    others = tuple(f"u{i:04d}" for i in range(limits.MAX_GROUP_MEMBERS - 2))
+    group = await make(store, others=others)
+    await store.add_member(group.id, "alice", member("last"))
+    assert await count(store, group.id) == limits.MAX_GROUP_MEMBERS
+    with refused(ErrorCode.LIMIT_EXCEEDED):
+        await store.add_member(group.id, "alice", member("one_too_many"))
+    assert await count(store, group.id) == limits.MAX_GROUP_MEMBERS
+    assert (await store.access(group.id, "one_too_many")).role is None
+
+
+async def test_admin_removes_a_member(store: GroupStore) -> None:
+    group = await make(store)
+    removed = await store.remove_member(group.id, "alice", "bob")
+    assert removed.kind is Removal.REMOVED
+    assert removed.after.role == ADMIN
+    assert removed.after.group is not None
+    assert removed.after.group.member_count == 2
+    assert await count(store, group.id) == 2
+    assert (await store.access(group.id, "bob")).role is None
+    assert await store.group_ids_of("bob") == []
+    with refused(ErrorCode.NOT_FOUND):
+        await store.remove_member(group.id, "alice", "bob")
+
+
+async def test_member_removal_refusals(store: GroupStore) -> None:
+    group = await make(store)
+    with refused(ErrorCode.FORBIDDEN):
+        await store.remove_member(group.id, "bob", "carol")
+    with refused(ErrorCode.FORBIDDEN):
+        await store.remove_member(group.id, "zed", "bob")
+    with refused(ErrorCode.NOT_FOUND):
+        await store.remove_member("g_missing", "alice", "bob")
+    assert await count(store, group.id) == 3
+
+
+async def test_member_leaves(store: GroupStore) -> None:
+    group = await make(store)
+    left = await store.remove_member(group.id, "bob", "bob")
+    assert left.kind is Removal.LEFT
+    assert left.after.role is None
+    assert await count(store, group.id) == 2
+
+
+async def test_last_admin_cannot_leave_but_can_after_promoting(store: GroupStore) -> None:
+    group = await make(store)
+    with refused(ErrorCode.CONFLICT):
+        await store.remove_member(group.id, "alice", "alice")
+    assert (await store.access(group.id, "alice")).role == ADMIN
+    await store.set_role(group.id, "alice", "bob", ADMIN)
+    left = await store.remove_member(group.id, "alice", "alice")
+    assert left.kind is Removal.LEFT
+    # Now bob is the last admin: the rule holds again.
+    with refused(ErrorCode.CONFLICT):
+        await store.remove_member(group.id, "bob", "bob")
+
+
+async def test_sole_member_leaving_deletes_the_group(store: GroupStore) -> None:
+    group = await make(store, others=("bob",))
+    await store.remove_member(group.id, "bob", "bob")
+    gone = await store.remove_member(group.id, "alice", "alice")
+    assert gone.kind is Removal.DISBANDED
+    assert gone.after == Access(group=None, role=None)
+    assert await store.access(group.id, "alice") == Access(group=None, role=None)
+    assert await store.group_ids_of("alice") == []
+
+
+async def test_role_changes(store: GroupStore) -> None:
+    group = await make(store)
+    promoted = await store.set_role(group.id, "alice", "bob", ADMIN)
+    assert promoted.changed
+    assert promoted.after.role == ADMIN
+    assert (await store.access(group.id, "bob")).role == ADMIN
+    same = await store.set_role(group.id, "alice", "bob", ADMIN)
+    assert not same.changed
+    stepped_down = await store.set_role(group.id, "alice", "alice", MEMBER)
+    assert stepped_down.changed
+    assert stepped_down.after.role == MEMBER
+    assert await count(store, group.id) == 3
+    # bob is now the last admin.
+    with refused(ErrorCode.CONFLICT):
+        await store.set_role(group.id, "bob", "bob", MEMBER)
+    with refused(ErrorCode.FORBIDDEN):
+        await store.set_role(group.id, "alice", "carol", ADMIN)
+
+
+async def test_role_change_refusals(store: GroupStore) -> None:
+    group = await make(store)
+    with refused(ErrorCode.NOT_FOUND):
+        await store.set_role(group.id, "alice", "zed", ADMIN)
+    with refused(ErrorCode.FORBIDDEN):
+        await store.set_role(group.id, "zed", "bob", ADMIN)
+    with refused(ErrorCode.NOT_FOUND):
+        await store.set_role("g_missing", "alice", "bob", ADMIN)
+
+
+async def test_demoted_admin_can_then_be_removed(store: GroupStore) -> None:
+    group = await make(store)
+    await store.set_role(group.id, "alice", "bob", ADMIN)
+    removed = await store.remove_member(group.id, "alice", "bob")
+    assert removed.kind is Removal.REMOVED
+    # alice is the only admin again.
+    with refused(ErrorCode.CONFLICT):
+        await store.set_role(group.id, "alice", "alice", MEMBER)
+
+
+async def test_concurrent_step_downs_keep_one_admin(store: GroupStore) -> None:
+    group = await make(store)
+    await store.set_role(group.id, "alice", "bob", ADMIN)
+    outcomes = await asyncio.gather(
+        store.set_role(group.id, "alice", "alice", MEMBER),
+        store.set_role(group.id, "bob", "bob", MEMBER),
+        return_exceptions=True,
+    )
+    refusals = [o for o in outcomes if isinstance(o, DomainError)]
+    assert len(refusals) == 1
+    assert refusals[0].code is ErrorCode.CONFLICT
+    roles = [(await store.access(group.id, uid)).role for uid in ("alice", "bob")]
+    assert sorted(r or "" for r in roles) == [ADMIN, MEMBER]
+
+
+async def test_concurrent_adds_respect_the_limit(store: GroupStore) -> None:
+    others = tuple(f"u{i:04d}" for i in range(limits.MAX_GROUP_MEMBERS - 3))
+    group = await make(store, others=others)
+    outcomes = await asyncio.gather(
+        *(store.add_member(group.id, "alice", member(f"new{i}")) for i in range(4)),
+        return_exceptions=True,
+    )
+    refusals = [o for o in outcomes if isinstance(o, DomainError)]
+    assert [r.code for r in refusals] == [ErrorCode.LIMIT_EXCEEDED] * 2
+    assert await count(store, group.id) == limits.MAX_GROUP_MEMBERS
+    _, ids = await store.members(group.id, "alice")
+    assert len(ids) == limits.MAX_GROUP_MEMBERS
