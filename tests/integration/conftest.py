@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import pytest_asyncio
+
 from chat_testkit.client import ChatClient
 from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
@@ -24,9 +25,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         overrides={
             "CHAT_PRESENCE_GRACE_MS": str(GRACE_MS),
             "CHAT_TYPING_EXPIRY_MS": str(TYPING_EXPIRY_MS),
-            # The rate-limit test uses its own users and the real default buckets for
-            # sends; the rest of the suite must not trip the 60/min "other" bucket.
-            "CHAT_RATE_OTHER_PER_MIN": "6000",
+            # Tests send in bursts; the rate-limit test runs its own gateway with the
+            # protocol's default buckets (see test_validation.py).
+            "CHAT_RATE_OTHER_PER_MIN": "60000",
+            "CHAT_RATE_SEND_PER_S": "1000",
+            "CHAT_RATE_SEND_BURST": "1000",
+            "CHAT_RATE_TYPING_PER_S": "1000",
         },
     )
     try:

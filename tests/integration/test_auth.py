@@ -7,6 +7,7 @@ import time
 import aiohttp
 import pytest
 import socketio
+
 from chat_testkit.client import ChatClient
 from chat_testkit.stack import ALLOWED_ORIGIN, Stack
 

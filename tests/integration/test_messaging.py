@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 
 from chat_testkit.client import ChatClient
-
+from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect
 
 
@@ -218,3 +218,26 @@ async def test_non_member_can_neither_post_to_nor_read_a_group(
     ack = await mallory_b.call("sync", {"since": [{"groupId": group, "seq": 0}]})
     assert all(c.get("groupId") != group for c in ack["chats"])
     await mallory_b.assert_silent("message:batch")
+
+
+async def test_long_polling_clients_chat_with_websocket_clients(
+    stack: Stack, connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    polling = ChatClient("alice-polling")
+    await polling.connect(stack.gateway_url(0), stack.token(alice), transports=["polling"])
+    try:
+        assert polling.sio.transport() == "polling"
+        bob_ws = await connect(bob, gateway=1)
+        ack = await polling.call(
+            "message:send", {"clientMessageId": cmid(), "targetUserId": bob, "content": "poll"}
+        )
+        assert ack["status"] == "ok", ack
+        assert (await bob_ws.wait_for("message:new"))["content"] == "poll"
+        reply = await bob_ws.call(
+            "message:send",
+            {"clientMessageId": cmid(), "targetUserId": alice, "content": "ws"},
+        )
+        assert (await polling.wait_for("message:new"))["id"] == reply["message"]["id"]
+    finally:
+        await polling.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from chat_testkit.client import ChatClient
+from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect
 
 
@@ -79,8 +81,26 @@ async def test_refused_send_writes_nothing(connect: Connect, uid: Callable[[str]
     assert history == {"status": "ok", "messages": [], "hasMore": False}
 
 
-async def test_send_rate_limit_answers_retry(connect: Connect, uid: Callable[[str], str]) -> None:
-    alice = await connect(uid("spammer"))
+@pytest.fixture(scope="module")
+def default_limits_gateway(stack: Stack) -> Iterator[str]:
+    """A gateway with the protocol's default rate limits (5 sends/s, burst 10)."""
+    proc = stack.add(
+        "gateway",
+        "gateway-limits",
+        CHAT_GATEWAY_ID="gateway-limits",
+        CHAT_RATE_SEND_PER_S="5",
+        CHAT_RATE_SEND_BURST="10",
+    )
+    proc.wait_ready()
+    yield proc.url
+    proc.stop()
+    del stack.processes["gateway-limits"]
+
+
+async def test_send_rate_limit_answers_retry(
+    stack: Stack, default_limits_gateway: str, uid: Callable[[str], str]
+) -> None:
+    alice = await ChatClient("spammer").connect(default_limits_gateway, stack.token(uid("spammer")))
     target = uid("victim")
     acks = []
     for _ in range(14):  # burst 10 at 5/s: the tail is refused with retry
@@ -94,3 +114,4 @@ async def test_send_rate_limit_answers_retry(connect: Connect, uid: Callable[[st
     assert limited, acks
     assert all(a["code"] == "RATE_LIMITED" and a["retryAfter"] > 0 for a in limited)
     assert acks[0]["status"] == "ok"
+    await alice.close()

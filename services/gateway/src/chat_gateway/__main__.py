@@ -22,7 +22,9 @@ async def serve(settings: GatewaySettings) -> None:
     bus = await Bus.connect(settings.nats_url, name=f"gateway-{settings.node_id}")
     redis = Redis.from_url(settings.redis_url)
     gateway = Gateway(settings, bus, redis)
-    runner = web.AppRunner(gateway.web_app(), handle_signals=False)
+    # A pending long-poll request may hold shutdown for its full 25 s ping interval;
+    # 3 s is plenty for the last responses to flush.
+    runner = web.AppRunner(gateway.web_app(), handle_signals=False, shutdown_timeout=3.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
     await site.start()
@@ -32,7 +34,9 @@ async def serve(settings: GatewaySettings) -> None:
     log.info("gateway ready on http://%s:%d", settings.gateway_host, port)
     await wait_for_shutdown()
     log.info("gateway draining")
-    # Closing the sockets lets clients reconnect elsewhere and `sync` what they missed.
+    # Closing the transports (not a Socket.IO disconnect, which clients do not retry)
+    # lets clients reconnect elsewhere and `sync` what they missed.
+    await gateway.sio.shutdown()
     await runner.cleanup()
     await gateway.close()
     await bus.close()

@@ -202,6 +202,11 @@ class Gateway:
         return rooms
 
     async def _on_disconnect(self, sid: str, _reason: Any = None) -> None:
+        known = self.registry.sockets.get(sid)
+        if known is None:
+            return
+        # The user's rooms as they were: the offline announcement goes to them.
+        rooms = self.registry.rooms_of(known.actor.user_id)
         sock = await self._forget(sid)
         if sock is None:
             return
@@ -220,7 +225,7 @@ class Gateway:
             if old is not None:
                 old.cancel()
             self._grace[user_id] = asyncio.ensure_future(
-                self._offline_after_grace(sock.actor, token, sock.rooms)
+                self._offline_after_grace(sock.actor, token, rooms)
             )
 
     async def _forget(self, sid: str) -> LocalSocket | None:
