@@ -14,39 +14,16 @@ import pytest
 import pytest_asyncio
 
 from chat_groups.store import GroupStore, MongoGroupStore, SqliteGroupStore
-from chat_runtime.mongo import connect_mongo
-from chat_testkit.mongo import mongo_url, unique_db_name
-
-
-@pytest.fixture(scope="session")
-def mongodb_url() -> Iterator[str]:
-    """One MongoDB for the session, or a skip that names it."""
-    with mongo_url() as url:
-        yield url
+from chat_testkit.stores import contract_store
 
 
 @pytest_asyncio.fixture(params=["sqlite", "mongo"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[GroupStore]:
     """An empty, opened store of each implementation."""
-    if request.param == "sqlite":
-        sqlite_store = SqliteGroupStore(tmp_path / "groups.sqlite3")
-        await sqlite_store.open()
-        try:
-            yield sqlite_store
-        finally:
-            await sqlite_store.close()
-        return
-    url: str = request.getfixturevalue("mongodb_url")
-    db_name = unique_db_name("chat_groups_test")
-    mongo_store = MongoGroupStore(url, db_name)
-    await mongo_store.open()
-    try:
-        yield mongo_store
-    finally:
-        await mongo_store.close()
-        client, _ = connect_mongo(url, db_name)
-        await client.drop_database(db_name)
-        await client.close()
+    async with contract_store(
+        request, tmp_path, lambda d: SqliteGroupStore(d / "groups.sqlite3"), MongoGroupStore
+    ) as opened:
+        yield opened
 
 
 def _free_port() -> int:

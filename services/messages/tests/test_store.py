@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,40 +21,19 @@ from chat_messages.domain import (
     Target,
 )
 from chat_messages.store import Appended, MessageStore, MongoMessageStore, SqliteMessageStore
-from chat_runtime.mongo import connect_mongo
-from chat_testkit.mongo import mongo_url, unique_db_name
+from chat_testkit.stores import contract_store
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123_000, tzinfo=UTC)
 _counter = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def mongo_server() -> Iterator[str]:
-    """One MongoDB for the session (or a skip naming what is missing)."""
-    with mongo_url() as url:
-        yield url
-
-
-@pytest_asyncio.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
+@pytest_asyncio.fixture(params=["sqlite", "mongo"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MessageStore]:
     """A fresh, opened store of each kind."""
-    if request.param == "sqlite":
-        sqlite = SqliteMessageStore(tmp_path / "messages.sqlite3")
-        await sqlite.open()
-        yield sqlite
-        await sqlite.close()
-        return
-    url: str = request.getfixturevalue("mongo_server")
-    name = unique_db_name("chat_messages_test")
-    mongo = MongoMessageStore(url, name)
-    await mongo.open()
-    try:
-        yield mongo
-    finally:
-        await mongo.close()
-        client, _ = connect_mongo(url, name)
-        await client.drop_database(name)
-        await client.close()
+    async with contract_store(
+        request, tmp_path, lambda d: SqliteMessageStore(d / "messages.sqlite3"), MongoMessageStore
+    ) as opened:
+        yield opened
 
 
 def draft(

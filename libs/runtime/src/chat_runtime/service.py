@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 from chat_runtime.bus import Bus
 from chat_runtime.logs import setup_logging
@@ -32,6 +33,36 @@ async def serve(name: str, settings: S, build: Build[S]) -> None:
         log.info("%s draining", name)
         await worker.stop()
     await bus.close()
+
+
+class Store(Protocol):
+    """What `opened_store` needs of a repository implementation."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+St = TypeVar("St", bound=Store)
+
+
+@asynccontextmanager
+async def opened_store(
+    settings: BaseSettings,
+    file_name: str,
+    sqlite: Callable[[Path], St],
+    mongo: Callable[[str, str], St],
+) -> AsyncIterator[St]:
+    """The store `CHAT_STORE` selects, opened for the block and closed after it."""
+    store = (
+        mongo(settings.mongodb_url, settings.mongodb_db)
+        if settings.store == "mongo"
+        else sqlite(Path(settings.sqlite_dir) / file_name)
+    )
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def main(name: str, kind: type[S], build: Build[S]) -> None:

@@ -96,3 +96,21 @@ def _statements(schema: str) -> Iterator[str]:
     for stmt in schema.split(";"):
         if stmt.strip():
             yield stmt
+
+
+class SqliteStore:
+    """Base of the SQLite repositories: owns the database and its open/close."""
+
+    #: The repository's schema (CREATE ... IF NOT EXISTS statements).
+    SCHEMA = ""
+
+    def __init__(self, path: str | Path) -> None:
+        self._db = SqliteDatabase(path, self.SCHEMA)
+
+    async def open(self) -> None:
+        """Open the file and create the schema."""
+        await self._db.open()
+
+    async def close(self) -> None:
+        """Close the file and its thread."""
+        await self._db.close()

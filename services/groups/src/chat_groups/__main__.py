@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from chat_groups.handlers import DOMAIN, GroupHandlers
-from chat_groups.store import MongoGroupStore, SqliteGroupStore
+from chat_groups.store import GroupStore, MongoGroupStore, SqliteGroupStore
 from chat_runtime.bus import Bus, Publisher
 from chat_runtime.clock import SystemClock, TimeOrderedIds
-from chat_runtime.service import main
+from chat_runtime.service import main, opened_store
 from chat_runtime.settings import BaseSettings
 from chat_runtime.worker import Router
 
@@ -22,18 +22,12 @@ class GroupsSettings(BaseSettings, kw_only=True, frozen=True):
 @asynccontextmanager
 async def build(settings: GroupsSettings, bus: Bus) -> AsyncIterator[Router]:
     """Open the configured store, serve the handlers, close the store on exit."""
-    store: SqliteGroupStore | MongoGroupStore
-    if settings.store == "mongo":
-        store = MongoGroupStore(settings.mongodb_url, settings.mongodb_db)
-    else:
-        store = SqliteGroupStore(Path(settings.sqlite_dir) / "groups.sqlite3")
-    await store.open()
-    try:
+    # Typed as the repository Protocol, so handlers see no implementation.
+    sqlite: Callable[[Path], GroupStore] = SqliteGroupStore
+    mongo: Callable[[str, str], GroupStore] = MongoGroupStore
+    async with opened_store(settings, "groups.sqlite3", sqlite, mongo) as store:
         clock = SystemClock()
-        handlers = GroupHandlers(store, Publisher(bus), clock, TimeOrderedIds(clock))
-        yield handlers.router()
-    finally:
-        await store.close()
+        yield GroupHandlers(store, Publisher(bus), clock, TimeOrderedIds(clock)).router()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -22,7 +21,7 @@ from chat_groups import domain
 from chat_groups.domain import ADMIN, MEMBER, Access, GroupPatch, GroupRecord, Member, Removal
 from chat_runtime.clock import iso, parse_iso
 from chat_runtime.mongo import Document, connect_mongo
-from chat_runtime.sqlite import SqliteDatabase
+from chat_runtime.sqlite import SqliteStore
 
 
 class Removed(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +49,14 @@ class Updated(msgspec.Struct, frozen=True, kw_only=True):
 class GroupStore(Protocol):
     """What the group handlers need from storage. Writes raise `DomainError` when a
     rule refuses them, and then change nothing."""
+
+    async def open(self) -> None:
+        """Connect and create the schema or indexes (idempotent)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
 
     async def create(self, group: GroupRecord, members: Sequence[Member]) -> None:
         """Store a new group and its initial members (`group.member_count` of them)."""
@@ -89,10 +96,6 @@ class GroupStore(Protocol):
 
     async def set_role(self, group_id: str, actor_id: str, user_id: str, role: Role) -> RoleChanged:
         """Give `user_id` the `role` (admins only; see `domain.plan_role_change`)."""
-        ...
-
-    async def close(self) -> None:
-        """Release the connection."""
         ...
 
 
@@ -171,19 +174,10 @@ def _sql_bump(conn: sqlite3.Connection, group_id: str, delta: int) -> None:
     )
 
 
-class SqliteGroupStore:
+class SqliteGroupStore(SqliteStore):
     """Groups in an embedded SQLite file; every command is one transaction."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = SqliteDatabase(path, SCHEMA)
-
-    async def open(self) -> None:
-        """Open the file and create the schema."""
-        await self._db.open()
-
-    async def close(self) -> None:
-        """Close the file."""
-        await self._db.close()
+    SCHEMA = SCHEMA
 
     async def create(self, group: GroupRecord, members: Sequence[Member]) -> None:
         """Store a new group and its initial members."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from chat_messages.handlers import MessageHandlers, build_router
 from chat_messages.store import MessageStore, MongoMessageStore, SqliteMessageStore
 from chat_runtime.bus import Bus, Publisher
 from chat_runtime.clock import SystemClock, TimeOrderedIds
-from chat_runtime.service import main
+from chat_runtime.service import main, opened_store
 from chat_runtime.settings import BaseSettings
 from chat_runtime.worker import Router
 
@@ -25,19 +25,13 @@ class MessagesSettings(BaseSettings, kw_only=True, frozen=True):
     groups_timeout_ms: int = DEFAULT_GROUPS_TIMEOUT_MS
 
 
-def open_store(settings: MessagesSettings) -> MessageStore:
-    """The configured store, not yet opened."""
-    if settings.store == "mongo":
-        return MongoMessageStore(settings.mongodb_url, settings.mongodb_db)
-    return SqliteMessageStore(Path(settings.sqlite_dir) / SQLITE_FILE)
-
-
 @asynccontextmanager
 async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
     """Open the store, serve the router, close the store on the way out."""
-    store = open_store(settings)
-    await store.open()
-    try:
+    # Typed as the repository Protocol, so handlers see no implementation.
+    sqlite: Callable[[Path], MessageStore] = SqliteMessageStore
+    mongo: Callable[[str, str], MessageStore] = MongoMessageStore
+    async with opened_store(settings, SQLITE_FILE, sqlite, mongo) as store:
         clock = SystemClock()
         handlers = MessageHandlers(
             store=store,
@@ -47,8 +41,6 @@ async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
             ids=TimeOrderedIds(clock),
         )
         yield build_router(handlers)
-    finally:
-        await store.close()
 
 
 def run() -> None:

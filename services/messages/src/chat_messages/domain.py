@@ -55,6 +55,23 @@ class MessageDraft(msgspec.Struct, frozen=True, kw_only=True):
     reply_to_id: str | None
     created_at: datetime
 
+    def stored(self, chat_id: str, seq: int) -> StoredMessage:
+        """The message as stored once the store gave it its chat and `seq`."""
+        return StoredMessage(
+            id=self.id,
+            chat_id=chat_id,
+            seq=seq,
+            sender_id=self.sender_id,
+            sender_name=self.sender_name,
+            sender_avatar=self.sender_avatar,
+            client_message_id=self.client_message_id,
+            type=self.type,
+            content=self.content,
+            media_url=self.media_url,
+            reply_to_id=self.reply_to_id,
+            created_at=self.created_at,
+        )
+
 
 class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
     """A message as stored; `edited_at`/`deleted_at` belong to later features."""

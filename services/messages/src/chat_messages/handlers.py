@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from chat_contracts import DomainError, ErrorCode, limits, subjects
-from chat_contracts.bus import ChatIds, Command, Empty
-from chat_contracts.client import HistoryRequest, MessageRead, MessageSend, SyncRequest
+from chat_contracts.bus import Actor, ChatIds, Command, Empty
+from chat_contracts.client import ChatTarget, HistoryRequest, MessageRead, MessageSend, SyncRequest
 from chat_contracts.server import (
     HistoryResult,
     MessageResult,
@@ -21,7 +21,7 @@ from chat_contracts.server import (
     SyncResult,
 )
 from chat_messages import domain
-from chat_messages.domain import GroupTarget, MessageDraft
+from chat_messages.domain import GroupTarget, MessageDraft, Target
 from chat_messages.groups import GroupDirectory
 from chat_messages.store import Appended, MessageStore
 from chat_runtime.bus import Publisher
@@ -51,20 +51,28 @@ class MessageHandlers:
         self._clock = clock
         self._ids = ids
 
+    async def _target(self, actor: Actor, chat: ChatTarget) -> Target:
+        """The chat a payload names; for a group, only once the actor is a member.
+
+        DM participation is checked by the store, inside the same read or write.
+        """
+        target = domain.target_of(
+            actor.user_id,
+            conversation_id=chat.conversation_id,
+            target_user_id=chat.target_user_id,
+            group_id=chat.group_id,
+        )
+        if isinstance(target, GroupTarget):
+            domain.require_member(await self._groups.membership(actor, target.group_id))
+        return target
+
     async def send(self, cmd: Command[MessageSend]) -> MessageResult:
         """`message:send`: store with the chat's next seq, then fan out `message:new`.
 
         A repeated `clientMessageId` answers with the first message and emits nothing.
         """
         actor, payload = cmd.actor, cmd.payload
-        target = domain.target_of(
-            actor.user_id,
-            conversation_id=payload.conversation_id,
-            target_user_id=payload.target_user_id,
-            group_id=payload.group_id,
-        )
-        if isinstance(target, GroupTarget):
-            domain.require_member(await self._groups.membership(actor, target.group_id))
+        target = await self._target(actor, payload)
         draft = MessageDraft(
             id=self._ids.new(domain.MESSAGE_PREFIX),
             sender_id=actor.user_id,
@@ -107,14 +115,7 @@ class MessageHandlers:
     async def history(self, cmd: Command[HistoryRequest]) -> HistoryResult:
         """`messages:history`: newest first, before `beforeSeq` (exclusive)."""
         actor, payload = cmd.actor, cmd.payload
-        target = domain.target_of(
-            actor.user_id,
-            conversation_id=payload.conversation_id,
-            target_user_id=payload.target_user_id,
-            group_id=payload.group_id,
-        )
-        if isinstance(target, GroupTarget):
-            domain.require_member(await self._groups.membership(actor, target.group_id))
+        target = await self._target(actor, payload)
         page = await self._store.history(
             target, actor.user_id, before_seq=payload.before_seq, limit=payload.limit
         )

@@ -16,7 +16,6 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -37,7 +36,7 @@ from chat_messages.domain import (
 )
 from chat_runtime.clock import iso
 from chat_runtime.mongo import Document, connect_mongo
-from chat_runtime.sqlite import SqliteDatabase
+from chat_runtime.sqlite import SqliteStore
 
 
 class Appended(msgspec.Struct, frozen=True, kw_only=True):
@@ -228,7 +227,7 @@ def _opt_iso(value: Any) -> str | None:
     return iso(value) if value is not None else None
 
 
-class SqliteMessageStore:
+class SqliteMessageStore(SqliteStore):
     """`MessageStore` on one SQLite file (several worker processes may share it).
 
     Seq assignment, the insert and the sender's watermark share one `BEGIN IMMEDIATE`
@@ -236,16 +235,7 @@ class SqliteMessageStore:
     gaps and idempotency has no race.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = SqliteDatabase(path, _SCHEMA)
-
-    async def open(self) -> None:
-        """Open the file and create the schema."""
-        await self._db.open()
-
-    async def close(self) -> None:
-        """Close the connection and its thread."""
-        await self._db.close()
+    SCHEMA = _SCHEMA
 
     async def append(
         self, target: Target, draft: MessageDraft, *, new_conversation_id: str
@@ -274,20 +264,7 @@ class SqliteMessageStore:
                 original = _get_message(conn, draft.reply_to_id)
                 reply_to = domain.require_reply_target(original, chat_id)
             (seq,) = conn.execute(_NEXT_SEQ, (chat_id,)).fetchone()
-            message = StoredMessage(
-                id=draft.id,
-                chat_id=chat_id,
-                seq=seq,
-                sender_id=draft.sender_id,
-                sender_name=draft.sender_name,
-                sender_avatar=draft.sender_avatar,
-                client_message_id=draft.client_message_id,
-                type=draft.type,
-                content=draft.content,
-                media_url=draft.media_url,
-                reply_to_id=draft.reply_to_id,
-                created_at=draft.created_at,
-            )
+            message = draft.stored(chat_id, seq)
             conn.execute(
                 f"INSERT INTO messages ({_MESSAGE_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -612,20 +589,7 @@ class MongoMessageStore:
         if counter is None:
             raise RuntimeError("seq upsert returned no document")
         seq = int(counter["last_seq"])
-        message = StoredMessage(
-            id=draft.id,
-            chat_id=chat_id,
-            seq=seq,
-            sender_id=draft.sender_id,
-            sender_name=draft.sender_name,
-            sender_avatar=draft.sender_avatar,
-            client_message_id=draft.client_message_id,
-            type=draft.type,
-            content=draft.content,
-            media_url=draft.media_url,
-            reply_to_id=draft.reply_to_id,
-            created_at=draft.created_at,
-        )
+        message = draft.stored(chat_id, seq)
         try:
             await self._messages.insert_one(_message_doc(message))
         except DuplicateKeyError:

@@ -5,18 +5,25 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from chat_runtime.clock import iso, parse_iso
 from chat_runtime.mongo import Document, connect_mongo
-from chat_runtime.sqlite import SqliteDatabase
+from chat_runtime.sqlite import SqliteStore
 from chat_users import domain
 from chat_users.domain import Profile, Sighting
 
 
 class UserStore(Protocol):
     """What the user handlers need from storage."""
+
+    async def open(self) -> None:
+        """Connect and create the schema or indexes (idempotent)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
 
     async def record(self, seen: Sighting) -> None:
         """Create or refresh a profile; last seen never moves backwards."""
@@ -28,10 +35,6 @@ class UserStore(Protocol):
 
     async def last_seen(self, user_ids: Sequence[str]) -> dict[str, datetime]:
         """Last seen of those of `user_ids` that have one."""
-        ...
-
-    async def close(self) -> None:
-        """Release the connection."""
         ...
 
 
@@ -62,19 +65,10 @@ def _sql_profile(conn: sqlite3.Connection, user_id: str) -> Profile | None:
     )
 
 
-class SqliteUserStore:
+class SqliteUserStore(SqliteStore):
     """Users in an embedded SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = SqliteDatabase(path, SCHEMA)
-
-    async def open(self) -> None:
-        """Open the file and create the schema."""
-        await self._db.open()
-
-    async def close(self) -> None:
-        """Close the file."""
-        await self._db.close()
+    SCHEMA = SCHEMA
 
     async def record(self, seen: Sighting) -> None:
         """Read, merge (`domain.merge`) and write back in one transaction."""
