@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -122,7 +123,13 @@ class Gateway:
         self.sio.attach(app)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self.settings.debug_endpoints:
+            app.router.add_post("/debug/gc", self._debug_gc)
         return app
+
+    async def _debug_gc(self, _request: web.Request) -> web.Response:
+        collected = gc.collect()
+        return web.json_response({"collected": collected, "sockets": len(self.registry.sockets)})
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -36,6 +36,8 @@ class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
     rate_send_burst: int = 10
     rate_typing_per_s: float = 5.0
     rate_other_per_min: float = 60.0
+    #: Serve `/debug/gc` (a full collection, for the benchmark's memory readings).
+    debug_endpoints: bool = False
     #: Tell a blocked user that they were blocked (PROTOCOL.md: on by default).
     notify_blocked: bool = True
 
