@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from chat_runtime.bus import Bus
-from chat_runtime.logs import setup_logging
+from chat_runtime.logs import LIFECYCLE, setup_logging
 from chat_runtime.settings import BaseSettings, exit_on_error, load_settings
 from chat_runtime.worker import Router, Worker, run, wait_for_shutdown
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(LIFECYCLE)
 
 S = TypeVar("S", bound=BaseSettings)
 

@@ -10,11 +10,11 @@ from redis.asyncio import Redis
 from chat_gateway.app import Gateway
 from chat_gateway.settings import GatewaySettings
 from chat_runtime.bus import Bus
-from chat_runtime.logs import setup_logging
+from chat_runtime.logs import LIFECYCLE, setup_logging
 from chat_runtime.settings import exit_on_error, load_settings
 from chat_runtime.worker import run, wait_for_shutdown
 
-log = logging.getLogger("chat_gateway")
+log = logging.getLogger(LIFECYCLE)
 
 
 async def serve(settings: GatewaySettings) -> None:
