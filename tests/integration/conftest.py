@@ -25,6 +25,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         overrides={
             "CHAT_PRESENCE_GRACE_MS": str(GRACE_MS),
             "CHAT_TYPING_EXPIRY_MS": str(TYPING_EXPIRY_MS),
+            # A closing long-polling client waits out the pending poll (one interval).
+            "CHAT_PING_INTERVAL_MS": "3000",
+            "CHAT_PING_TIMEOUT_MS": "5000",
             # Tests send in bursts; the rate-limit test runs its own gateway with the
             # protocol's default buckets (see test_validation.py).
             "CHAT_RATE_OTHER_PER_MIN": "60000",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 from redis.asyncio import Redis
 
 from chat_gateway.app import Gateway
+from chat_gateway.lean import LeanServer, LeanSettings
 from chat_gateway.settings import GatewaySettings
 from chat_runtime.bus import Bus
 from chat_runtime.logs import LIFECYCLE, setup_logging
@@ -24,18 +26,38 @@ async def serve(settings: GatewaySettings) -> None:
     gateway = Gateway(settings, bus, redis)
     # A pending long-poll request may hold shutdown for its full 25 s ping interval;
     # 3 s is plenty for the last responses to flush.
+    # A pending long-poll request may hold shutdown for its full 25 s ping interval;
+    # 3 s is plenty for the last responses to flush.
     runner = web.AppRunner(gateway.web_app(), handle_signals=False, shutdown_timeout=3.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
-    await site.start()
+    assert runner.server is not None
+    lean = LeanServer(
+        gateway,
+        LeanSettings(
+            allowed_origins=tuple(settings.allowed_origins),
+            ping_interval_ms=settings.ping_interval_ms,
+            ping_timeout_ms=settings.ping_timeout_ms,
+            deflate_threshold=settings.deflate_threshold,
+            deflate=settings.deflate,
+        ),
+        fallback=runner.server,
+    )
+    # One listening socket: the lean server reads each connection's first request and
+    # hands everything that is not a direct WebSocket to aiohttp (see lean.py).
+    listener = await asyncio.get_running_loop().create_server(
+        lean.protocol, settings.gateway_host, settings.gateway_port, backlog=4096
+    )
+    lean.start()
     await gateway.start_background()
-    port = runner.addresses[0][1]
+    port = listener.sockets[0].getsockname()[1]
     # Tests and the dev runner wait for this line; the port matters when 0 was asked.
     log.info("gateway ready on http://%s:%d", settings.gateway_host, port)
     await wait_for_shutdown()
     log.info("gateway draining")
     # Closing the transports (not a Socket.IO disconnect, which clients do not retry)
     # lets clients reconnect elsewhere and `sync` what they missed.
+    listener.close()
+    await lean.close()
     await gateway.sio.shutdown()
     await runner.cleanup()
     await gateway.close()

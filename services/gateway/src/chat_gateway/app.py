@@ -37,10 +37,12 @@ from chat_contracts.bus import (
     MembersQuery,
     PresenceChanged,
 )
-from chat_contracts.routes import GATEWAY, ROUTES, Route
+from chat_contracts.routes import BY_EVENT, GATEWAY, ROUTES, Route
 from chat_gateway import acks
 from chat_gateway.auth import TokenVerifier, Unauthorized
+from chat_gateway.conn import Connection, OutFrame, SioConnection
 from chat_gateway.fanout import Delivery
+from chat_gateway.lean import Refused
 from chat_gateway.presence import Presence
 from chat_gateway.ratelimit import Bucket, RateLimiter
 from chat_gateway.registry import LocalSocket, Registry
@@ -77,16 +79,21 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.verifier = TokenVerifier(settings)
         self.registry = Registry()
+        # python-socketio serves long-polling (and polling→WebSocket upgrades); direct
+        # WebSocket clients are served by `lean.LeanServer`. Both call connect/event/
+        # disconnect below.
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             cors_allowed_origins=settings.allowed_origins,
             # 1 MiB: far above the largest valid payload (5,000-character messages,
             # 100 KB SDP), so oversize content reaches validation and gets an ack.
             max_http_buffer_size=1 << 20,
+            ping_interval=settings.ping_interval_ms / 1000,
+            ping_timeout=settings.ping_timeout_ms / 1000,
             logger=False,
             engineio_logger=False,
         )
-        self.delivery = Delivery(bus, self.registry, self.sio.eio.send)
+        self.delivery = Delivery(bus, self.registry)
         self.presence = Presence(
             redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
         )
@@ -99,6 +106,16 @@ class Gateway:
                 "other", settings.rate_other_per_min / 60, int(settings.rate_other_per_min)
             ),
         }
+        self._bucket_of = {
+            route.event: self._buckets[
+                "send"
+                if route.event == "message:send"
+                else "typing"
+                if route.event.startswith("typing:")
+                else "other"
+            ]
+            for route in ROUTES
+        }
         self._member_counts: dict[str, tuple[float, int]] = {}
         self._grace: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -109,11 +126,9 @@ class Gateway:
             "presence_query": self._presence_query,
             "presence_subscribe": self._presence_subscribe,
         }
-        self.sio.on("connect", self._on_connect)
-        self.sio.on("disconnect", self._on_disconnect)
-        for route in ROUTES:
-            self.sio.on(route.event, self._handler(route))
-        self.sio.on("*", self._on_unknown)
+        self.sio.on("connect", self._sio_connect)
+        self.sio.on("disconnect", self._sio_disconnect)
+        self.sio.on("*", self._sio_event)
 
     # --- HTTP ------------------------------------------------------------------------
 
@@ -145,7 +160,8 @@ class Gateway:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start_background(self) -> None:
-        """Start the presence lease refresher."""
+        """Start the fan-out inbox and the presence lease refresher."""
+        self.delivery.start()
         self._spawn(self._refresh_leases())
 
     async def close(self) -> None:
@@ -171,17 +187,32 @@ class Gateway:
 
     # --- connect / disconnect -----------------------------------------------------------
 
-    async def _on_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
+    async def _sio_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
+        conn = SioConnection(sid, self.sio.manager.eio_sid_from_sid(sid, "/"), self.sio.eio)
+        try:
+            await self.connect(conn, auth)
+        except Refused as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.data) from None
+
+    async def _sio_disconnect(self, sid: str, _reason: Any = None) -> None:
+        await self.disconnect(sid)
+
+    async def _sio_event(self, event: str, sid: str, *args: Any) -> acks.Ack | None:
+        return await self.event(sid, event, args[0] if args else None)
+
+    async def connect(self, conn: Connection, auth: Any) -> None:
+        """Authenticate a new socket, put it in its user's rooms, announce presence.
+
+        Raises `Refused` (the client's `connect_error`) for a bad token, or when the
+        services that list the user's chats do not answer.
+        """
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             actor = self.verifier.verify(token)
         except Unauthorized as exc:
             log.info("handshake refused: %s", exc)
-            raise socketio.exceptions.ConnectionRefusedError(
-                "unauthorized", {"code": ErrorCode.UNAUTHORIZED.value}
-            ) from None
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-        await self.delivery.apply(self.registry.add_socket(sid, eio_sid, actor))
+            raise Refused("unauthorized", {"code": ErrorCode.UNAUTHORIZED.value}) from None
+        await self.delivery.apply(self.registry.add_socket(conn, actor))
         try:
             rooms = await self._chats_of(actor)
             await self.delivery.apply(self.registry.join_user(actor.user_id, rooms))
@@ -190,8 +221,8 @@ class Gateway:
                 await self._announce(actor, await self.presence.manual_status(actor.user_id))
         except (_Unavailable, RedisError) as exc:
             log.warning("connect of %s failed: %s", actor.user_id, exc)
-            await self._forget(sid)
-            raise socketio.exceptions.ConnectionRefusedError(
+            await self._forget(conn.sid)
+            raise Refused(
                 "unavailable", {"code": ErrorCode.UNAVAILABLE.value, "retryAfter": 1000}
             ) from None
 
@@ -208,7 +239,8 @@ class Gateway:
             rooms.extend(_chat_ids.decode(reply.result).chat_ids)
         return rooms
 
-    async def _on_disconnect(self, sid: str, _reason: Any = None) -> None:
+    async def disconnect(self, sid: str) -> None:
+        """A socket left: rooms, typing and presence follow (offline after the grace)."""
         known = self.registry.sockets.get(sid)
         if known is None:
             return
@@ -283,20 +315,13 @@ class Gateway:
 
     # --- client events ------------------------------------------------------------------
 
-    def _handler(self, route: Route) -> Callable[..., Awaitable[acks.Ack | None]]:
-        bucket = self._buckets[
-            "send"
-            if route.event == "message:send"
-            else "typing"
-            if route.event.startswith("typing:")
-            else "other"
-        ]
-
-        async def handle(sid: str, *args: Any) -> acks.Ack | None:
-            ack = await self._dispatch(route, bucket, sid, args[0] if args else None)
-            return ack if route.ack else None
-
-        return handle
+    async def event(self, sid: str, event: str, data: Any) -> acks.Ack | None:
+        """One client event: the ack to send back, or None for events without one."""
+        route = BY_EVENT.get(event)
+        if route is None:
+            return acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
+        ack = await self._dispatch(route, self._bucket_of[event], sid, data)
+        return ack if route.ack else None
 
     async def _dispatch(self, route: Route, bucket: Bucket, sid: str, data: Any) -> acks.Ack:
         sock = self.registry.sockets.get(sid)
@@ -329,9 +354,6 @@ class Gateway:
         if retry_count is not None:
             ack["retryCount"] = retry_count
         return ack
-
-    async def _on_unknown(self, event: str, _sid: str, *_args: Any) -> acks.Ack:
-        return acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
 
     # --- typing --------------------------------------------------------------------------
 
@@ -439,7 +461,7 @@ class Gateway:
         page = await self._online_page(sock, p.group_id, None, limits.DEFAULT_PRESENCE_PAGE)
         if isinstance(page, dict):
             return page
-        await self.sio.emit("presence:state", msgspec.to_builtins(page), to=sock.sid)
+        sock.conn.send(OutFrame.event("presence:state", encode_json(page)))
         return acks.ok()
 
 

@@ -1,16 +1,22 @@
 """Deliveries from NATS to local sockets, and the subscriptions that bring them.
 
 A worker publishes a `Fanout` whose `data` is the client JSON, encoded once. Here the
-Socket.IO EVENT frame is built once per delivery (`2["event",<data>]`) and handed to
-each target socket's Engine.IO queue as is: no per-socket JSON encoding, no task per
-recipient (python-socketio's own `emit` makes one task per socket; ANCHORS.md).
+Socket.IO packet and its WebSocket frame are built once per delivery and the same bytes
+go to every target socket (`OutFrame`): no per-socket encoding, no task per recipient.
+
+Every subscription of this gateway feeds one inbox drained by one task, in arrival
+order. nats-py would otherwise run a task and a queue per subscription (one per local
+user and per room: thousands), and callbacks of different subscriptions could run out
+of order — a user's `leave` overtaking a room event published before it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
@@ -18,13 +24,11 @@ from nats.aio.subscription import Subscription
 
 from chat_contracts import subjects
 from chat_contracts.bus import Fanout
+from chat_gateway.conn import Connection, OutFrame
 from chat_gateway.registry import Interest, Registry
 from chat_runtime.bus import Bus
 
 log = logging.getLogger(__name__)
-
-#: Sends one pre-encoded Engine.IO message to one socket (engineio's `send`).
-SendFrame = Callable[[str, str], Awaitable[None]]
 
 _decoder = msgspec.msgpack.Decoder(Fanout)
 
@@ -33,21 +37,67 @@ _decoder = msgspec.msgpack.Decoder(Fanout)
 DEDUPE_MEMORY = 4_096
 
 
-def event_frame(event: str, data: bytes) -> str:
-    """The Socket.IO v5 EVENT packet in the default namespace, built around ready JSON."""
-    return '2["' + event + '",' + data.decode() + "]"
+class _Sink:
+    """Stands in for a nats-py subscription's pending queue (nats-py 2.x internals:
+    `Client._process_msg` calls `sub._pending_queue.put_nowait(msg)` after adding the
+    payload size to `sub._pending_size`, and `Subscription._drain` awaits `join()`).
+
+    Messages go straight to the gateway's single inbox instead.
+    """
+
+    __slots__ = ("_delivery", "_sub")
+
+    def __init__(self, sub: Subscription, delivery: Delivery) -> None:
+        self._sub = sub
+        self._delivery = delivery
+
+    def put_nowait(self, msg: Msg) -> None:
+        self._sub._pending_size -= len(msg.data)
+        self._delivery.enqueue(msg)
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    async def join(self) -> None:
+        return None
 
 
 class Delivery:
     """Owns the gateway's NATS interest and delivers fan-outs to local sockets."""
 
-    def __init__(self, bus: Bus, registry: Registry, send: SendFrame) -> None:
+    def __init__(self, bus: Bus, registry: Registry) -> None:
         self._bus = bus
         self._registry = registry
-        self._send = send
         self._subs: dict[str, Subscription] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._inbox: deque[Msg] = deque()
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
         self.delivered = 0
+
+    def start(self) -> None:
+        """Start draining the inbox."""
+        self._worker = asyncio.get_running_loop().create_task(self._drain())
+
+    def enqueue(self, msg: Msg) -> None:
+        """Called by every subscription for every message, in arrival order."""
+        self._inbox.append(msg)
+        self._wakeup.set()
+
+    async def _drain(self) -> None:
+        inbox = self._inbox
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while inbox:
+                msg = inbox.popleft()
+                try:
+                    await self._on_message(msg)
+                except Exception:
+                    log.exception("fan-out on %s failed", msg.subject)
 
     async def apply(self, interest: Interest) -> None:
         """Subscribe and unsubscribe as a registry change asks."""
@@ -57,7 +107,10 @@ class Delivery:
                 await sub.unsubscribe()
         for subject in interest.subscribe:
             if subject not in self._subs:
-                self._subs[subject] = await self._bus.subscribe(subject, self._on_message)
+                # No callback: nats-py starts no task; the sink takes the messages.
+                sub = await self._bus.nc.subscribe(subject)
+                sub._pending_queue = _Sink(sub, self)  # type: ignore[assignment]
+                self._subs[subject] = sub
 
     @property
     def subjects(self) -> list[str]:
@@ -76,30 +129,33 @@ class Delivery:
             await self._on_room(msg.subject[len(subjects.ROOM_PREFIX) :], fanout)
 
     async def _on_user(self, user_id: str, fanout: Fanout) -> None:
-        # Control first: a join must be in place before the room's next event arrives.
+        # Control first: the user's sockets are in (or out of) the room before the
+        # events of the same delivery, and before any later room event.
         if fanout.leave:
             await self.apply(self._registry.leave_user(user_id, fanout.leave))
         if fanout.join:
             await self.apply(self._registry.join_user(user_id, fanout.join))
+        targets = self._registry.by_user.get(user_id)
+        if not targets:
+            return
         if fanout.event:
-            await self._emit(fanout, self._registry.user_targets(user_id))
-        for frame in fanout.more:
-            await self._emit(
-                Fanout(event=frame.event, data=frame.data), self._registry.user_targets(user_id)
-            )
+            self._emit(fanout, OutFrame.event(fanout.event, fanout.data), targets.items())
+        for extra in fanout.more:
+            self._emit(fanout, OutFrame.event(extra.event, extra.data), targets.items())
 
     async def _on_room(self, room: str, fanout: Fanout) -> None:
         if fanout.event:
             if fanout.dedupe_id is not None:
-                await self._emit_once(fanout)
+                self._emit_once(fanout)
             else:
-                targets = self._registry.room_targets.get(room)
+                targets = self._registry.by_room.get(room)
                 if targets:
-                    await self._emit(fanout, list(targets.items()))
+                    frame = OutFrame.event(fanout.event, fanout.data)
+                    self._emit(fanout, frame, targets.items())
         if fanout.close_room:
             await self.apply(self._registry.close_room(room))
 
-    async def _emit_once(self, fanout: Fanout) -> None:
+    def _emit_once(self, fanout: Fanout) -> None:
         """An event published on several rooms: the first copy goes to all of them here."""
         key = fanout.dedupe_id or ""
         if key in self._seen:
@@ -107,26 +163,30 @@ class Delivery:
         self._seen[key] = None
         if len(self._seen) > DEDUPE_MEMORY:
             self._seen.popitem(last=False)
-        union: dict[str, str] = {}
+        union: dict[str, Connection] = {}
         for room in fanout.rooms:
-            union.update(self._registry.room_targets.get(room, {}))
-        await self._emit(fanout, list(union.items()))
+            union.update(self._registry.by_room.get(room, {}))
+        self._emit(fanout, OutFrame.event(fanout.event, fanout.data), union.items())
 
-    async def _emit(self, fanout: Fanout, targets: Iterable[tuple[str, str]]) -> None:
-        frame: str | None = None
-        skip_user_sids = (
-            self._registry.by_user.get(fanout.skip_user, set()) if fanout.skip_user else set()
+    def _emit(
+        self, fanout: Fanout, frame: OutFrame, targets: Iterable[tuple[str, Connection]]
+    ) -> None:
+        if fanout.to_sid is not None:
+            targets = [(sid, conn) for sid, conn in targets if sid == fanout.to_sid]
+        skip_user: Any = (
+            self._registry.by_user.get(fanout.skip_user, ()) if fanout.skip_user else ()
         )
-        for sid, eio_sid in targets:
-            if sid == fanout.skip_sid or sid in skip_user_sids:
+        skip_sid = fanout.skip_sid
+        count = 0
+        for sid, conn in targets:
+            if sid == skip_sid or sid in skip_user:
                 continue
-            if fanout.to_sid is not None and sid != fanout.to_sid:
-                continue
-            if frame is None:
-                frame = event_frame(fanout.event, fanout.data)
-            await self._send(eio_sid, frame)
-            self.delivered += 1
+            conn.send(frame)
+            count += 1
+        self.delivered += count
 
     async def close(self) -> None:
-        """Drop every subscription."""
+        """Drop every subscription and stop the inbox."""
         await self.apply(Interest(unsubscribe=list(self._subs)))
+        if self._worker is not None:
+            self._worker.cancel()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from chat_contracts import subjects
 from chat_contracts.bus import Actor
+from chat_gateway.conn import Connection
 
 
 @dataclass(slots=True)
@@ -19,7 +20,7 @@ class LocalSocket:
     """One connected Socket.IO client on this gateway."""
 
     sid: str
-    eio_sid: str
+    conn: Connection
     actor: Actor
     rooms: set[str] = field(default_factory=set)
 
@@ -40,20 +41,20 @@ class Registry:
 
     def __init__(self) -> None:
         self.sockets: dict[str, LocalSocket] = {}
-        self.by_user: dict[str, set[str]] = {}
-        #: room id -> sids, and room id -> eio sids of the same sockets (the fan-out set).
-        self.by_room: dict[str, set[str]] = {}
-        self.room_targets: dict[str, dict[str, str]] = {}
+        #: user id -> sid -> connection of that user's local sockets.
+        self.by_user: dict[str, dict[str, Connection]] = {}
+        #: room id -> sid -> connection: the fan-out set of the room on this gateway.
+        self.by_room: dict[str, dict[str, Connection]] = {}
         #: Rooms each user is in, kept while any of the user's sockets is here.
         self.user_rooms: dict[str, set[str]] = {}
 
-    def add_socket(self, sid: str, eio_sid: str, actor: Actor) -> Interest:
+    def add_socket(self, conn: Connection, actor: Actor) -> Interest:
         """A socket connected; the first one of its user brings `rt.user.<id>`."""
-        self.sockets[sid] = LocalSocket(sid, eio_sid, actor)
-        sids = self.by_user.setdefault(actor.user_id, set())
-        sids.add(sid)
+        self.sockets[conn.sid] = LocalSocket(conn.sid, conn, actor)
+        conns = self.by_user.setdefault(actor.user_id, {})
+        conns[conn.sid] = conn
         interest = Interest()
-        if len(sids) == 1:
+        if len(conns) == 1:
             interest.subscribe.append(subjects.user(actor.user_id))
         return interest
 
@@ -65,10 +66,10 @@ class Registry:
             return None, interest
         for room in list(sock.rooms):
             self._leave_one(sock, room, interest)
-        sids = self.by_user.get(sock.actor.user_id)
-        if sids is not None:
-            sids.discard(sid)
-            if not sids:
+        conns = self.by_user.get(sock.actor.user_id)
+        if conns is not None:
+            conns.pop(sid, None)
+            if not conns:
                 del self.by_user[sock.actor.user_id]
                 self.user_rooms.pop(sock.actor.user_id, None)
                 interest.unsubscribe.append(subjects.user(sock.actor.user_id))
@@ -115,17 +116,12 @@ class Registry:
         """The rooms of a user with a socket here."""
         return set(self.user_rooms.get(user_id, ()))
 
-    def user_targets(self, user_id: str) -> list[tuple[str, str]]:
-        """(sid, eio_sid) of every local socket of `user_id`."""
-        return [(sid, self.sockets[sid].eio_sid) for sid in self.by_user.get(user_id, ())]
-
     def _join_one(self, sock: LocalSocket, room: str, interest: Interest) -> None:
         if room in sock.rooms:
             return
         sock.rooms.add(room)
-        members = self.by_room.setdefault(room, set())
-        members.add(sock.sid)
-        self.room_targets.setdefault(room, {})[sock.sid] = sock.eio_sid
+        members = self.by_room.setdefault(room, {})
+        members[sock.sid] = sock.conn
         if len(members) == 1:
             interest.subscribe.append(subjects.room(room))
 
@@ -136,9 +132,7 @@ class Registry:
         members = self.by_room.get(room)
         if members is None:
             return
-        members.discard(sock.sid)
-        self.room_targets[room].pop(sock.sid, None)
+        members.pop(sock.sid, None)
         if not members:
             del self.by_room[room]
-            del self.room_targets[room]
             interest.unsubscribe.append(subjects.room(room))

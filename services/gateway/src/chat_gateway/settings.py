@@ -36,6 +36,12 @@ class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
     rate_send_burst: int = 10
     rate_typing_per_s: float = 5.0
     rate_other_per_min: float = 60.0
+    #: Engine.IO heartbeat (the client must answer a ping within the timeout).
+    ping_interval_ms: int = 25_000
+    ping_timeout_ms: int = 20_000
+    #: permessage-deflate (no context takeover) for WebSocket frames above this size.
+    deflate: bool = True
+    deflate_threshold: int = 1_024
     #: Serve `/debug/gc` (a full collection, for the benchmark's memory readings).
     debug_endpoints: bool = False
     #: Tell a blocked user that they were blocked (PROTOCOL.md: on by default).
