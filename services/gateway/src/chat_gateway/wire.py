@@ -101,6 +101,9 @@ class Message:
     payload: bytes
 
 
+_FRAGMENT: Final = Message(-1, b"")
+
+
 @dataclass(slots=True)
 class FrameReader:
     """Incremental parser of client→server frames (masked, possibly fragmented).
@@ -125,9 +128,12 @@ class FrameReader:
             msg = self._next()
             if msg is None:
                 return out
-            out.append(msg)
+            if msg is not _FRAGMENT:
+                out.append(msg)
 
     def _next(self) -> Message | None:
+        """The next message; `_FRAGMENT` for a frame that only starts or continues one;
+        None when the buffer holds no complete frame."""
         buf = self._buf
         if len(buf) < 2:
             return None
@@ -180,7 +186,7 @@ class FrameReader:
         if self._parts_size > self.max_size:
             raise ProtocolError(1009, "message too big")
         if not fin:
-            return None
+            return _FRAGMENT
         whole = b"".join(self._parts)
         opcode, compressed = self._parts_opcode, self._parts_compressed
         self._parts = None
