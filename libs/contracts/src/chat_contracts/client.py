@@ -21,7 +21,9 @@ Id = Annotated[str, Meta(min_length=1, max_length=limits.MAX_ID_LENGTH)]
 MessageType = Literal["TEXT", "IMAGE", "VIDEO", "AUDIO", "FILE"]
 Role = Literal["ADMIN", "MEMBER"]
 ManualStatus = Literal["online", "away", "busy"]
-Limit = Annotated[int, Meta(ge=1)]
+#: JavaScript's safe integer range: anything larger is a client bug or an attack (and
+#: would overflow SQLite's 64-bit integers).
+Seq = Annotated[int, Meta(ge=0, le=2**53 - 1)]
 RetryCount = Annotated[int, Meta(ge=0, le=1_000)]
 
 
@@ -92,7 +94,7 @@ class MessageSend(ChatTarget, kw_only=True):
 class HistoryRequest(ChatTarget, kw_only=True):
     """`messages:history`: newest first, `beforeSeq` exclusive."""
 
-    before_seq: Annotated[int, Meta(ge=1)] | None = None
+    before_seq: Annotated[int, Meta(ge=1, le=2**53 - 1)] | None = None
     limit: Annotated[int, Meta(ge=1, le=limits.MAX_HISTORY_LIMIT)] = limits.DEFAULT_HISTORY_LIMIT
 
 
@@ -101,7 +103,7 @@ class SyncCursor(Payload, kw_only=True):
 
     conversation_id: Id | None = None
     group_id: Id | None = None
-    seq: Annotated[int, Meta(ge=0)]
+    seq: Seq
 
     def __post_init__(self) -> None:
         _exactly_one(self, "conversation_id", "group_id")
@@ -368,7 +370,7 @@ class IceCandidate(Payload, kw_only=True):
 
     candidate: Annotated[str, Meta(max_length=2_048)] = ""
     sdp_mid: str | None = None
-    sdp_m_line_index: int | None = None
+    sdp_m_line_index: Annotated[int, Meta(ge=0, le=65_535)] | None = None
     username_fragment: str | None = None
 
 

@@ -38,7 +38,7 @@ from chat_contracts.bus import (
     PresenceChanged,
 )
 from chat_contracts.routes import BY_EVENT, GATEWAY, ROUTES, Route
-from chat_gateway import acks
+from chat_gateway import acks, jsonmod
 from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, OutFrame, SioConnection
 from chat_gateway.fanout import Delivery
@@ -90,6 +90,7 @@ class Gateway:
             max_http_buffer_size=1 << 20,
             ping_interval=settings.ping_interval_ms / 1000,
             ping_timeout=settings.ping_timeout_ms / 1000,
+            json=jsonmod,
             logger=False,
             engineio_logger=False,
         )
