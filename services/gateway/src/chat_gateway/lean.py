@@ -99,6 +99,23 @@ class LeanServer:
         self._ping_frame = wire.frame(wire.EIO_PING.encode())
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty: list[LeanConnection] = []
+
+    def mark_dirty(self, conn: LeanConnection) -> None:
+        """`conn` has output waiting: flush it (with all others) at the next loop turn.
+
+        A syscall per write dominated fan-out (87 % of the gateway's CPU at 1,000
+        recipients, py-spy); coalescing everything written during one loop turn into
+        one write per socket turns a burst of N events into one syscall per socket.
+        """
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(conn)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
 
     def protocol(self) -> LeanConnection:
         """Protocol factory for `loop.create_server`."""
@@ -158,6 +175,7 @@ class LeanConnection(asyncio.Protocol):
 
     __slots__ = (
         "_head",
+        "_out",
         "_reader",
         "deflate_threshold",
         "last_ping",
@@ -174,6 +192,7 @@ class LeanConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._head: bytearray | None = bytearray()
         self._reader: wire.FrameReader | None = None
+        self._out: list[bytes] | None = None
         self.sid = ""
         self.sio_connected = False
         self.deflate_threshold: int | None = None
@@ -377,20 +396,30 @@ class LeanConnection(asyncio.Protocol):
         self.send(OutFrame(socketio_packet))
 
     def write(self, data: bytes) -> None:
-        """Write bytes, cutting off a client that does not read."""
+        """Queue bytes for this loop turn's flush (order kept per connection)."""
+        if self._out is None:
+            self._out = [data]
+            self.server.mark_dirty(self)
+        else:
+            self._out.append(data)
+
+    def flush(self) -> None:
+        """Write what this loop turn queued, cutting off a client that does not read."""
+        out, self._out = self._out, None
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if not out or transport is None or transport.is_closing():
             return
         if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             log.warning("closing slow client %s (%d bytes unsent)", self.sid, MAX_WRITE_BUFFER)
             transport.abort()
             return
-        transport.write(data)
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the WebSocket with a status code."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
+            self.flush()
             transport.write(wire.close_frame(code, reason))
             transport.close()
 
