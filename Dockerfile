@@ -6,7 +6,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY libs ./libs
 COPY services ./services
-RUN uv sync --frozen --no-dev --all-packages --no-editable --compile-bytecode
+RUN uv sync --frozen --no-dev --no-editable --compile-bytecode
 
 FROM python:3.11-slim
 # The gateway serves many sockets: no per-socket state is kept in the image's

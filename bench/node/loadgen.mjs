@@ -309,7 +309,7 @@ async function runFanout() {
     const win = cpuWindow();
     emit({ event: 'armed', id: cmd.id });
     const drainMs = cmd.drain_ms ?? 3000;
-    const sendMs = (cmd.count / cmd.rate) * 1000;
+    const sendMs = cmd.rate > 0 ? (cmd.count / cmd.rate) * 1000 : 0;
     if (spec.trigger === 'broadcast') {
       openLoop(cmd.rate, cmd.count, (k, sched) => {
         const data = `{"id":${cmd.id * STEP_BASE + k},"t":${(performance.timeOrigin + sched).toFixed(3)},"pad":"${cmd.pad}"}`;
