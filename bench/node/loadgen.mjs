@@ -30,6 +30,7 @@ import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
 import WebSocket from 'ws';
 import { Histogram } from './hist.mjs';
+import { RawWebSocket } from './wsclient.mjs';
 
 const CH_0 = 0x30; // '0' Engine.IO open / Socket.IO CONNECT
 const CH_1 = 0x31; // '1' close / DISCONNECT
@@ -99,7 +100,7 @@ class Conn {
     const localAddress = `127.0.0.${1 + (this.index % sources)}`;
     return new Promise((resolve) => {
       let settled = false;
-      const done = (state) => {
+      this.settle = (state) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -110,44 +111,59 @@ class Conn {
       };
       const timer = setTimeout(() => {
         this.error = 'timeout';
-        done('failed');
+        this.settle('failed');
         this.ws?.terminate();
       }, 30_000);
-      const ws = new WebSocket(this.url, {
-        perMessageDeflate: false,
-        localAddress,
-        handshakeTimeout: 30_000,
-        skipUTF8Validation: true,
-      });
-      this.ws = ws;
-      ws.on('message', (data) => {
-        const b0 = data[0];
-        if (b0 === CH_4) {
-          const b1 = data[1];
-          if (b1 === CH_2) this.handler.onEvent(this, data);
-          else if (b1 === CH_3) this.handler.onAck(this, data);
-          else if (b1 === CH_0) {
-            this.state = 'connected';
-            done('connected');
-          } else if (b1 === CH_4) {
-            this.state = 'refused';
-            this.error = data.toString().slice(2, 200);
-            done('refused');
-            ws.close();
-          } else if (b1 === CH_1) this.state = 'disconnected';
-        } else if (b0 === CH_2) ws.send('3'); // Engine.IO ping -> pong
-        else if (b0 === CH_0) ws.send(this.frame); // Engine.IO open -> Socket.IO CONNECT
-      });
-      ws.on('error', (err) => {
-        this.error = err.code || err.message;
-        done('failed');
-      });
-      ws.on('close', () => {
+      const onClose = (reason) => {
         if (this.state === 'connected') counters.closed_after_connect++;
+        if (this.state !== 'refused') this.error ??= reason;
         this.state = 'closed';
-        done('failed');
-      });
+        this.settle('failed');
+      };
+      if (spec.client === 'ws') {
+        const ws = new WebSocket(this.url, {
+          perMessageDeflate: false,
+          localAddress,
+          handshakeTimeout: 30_000,
+          skipUTF8Validation: true,
+        });
+        this.ws = ws;
+        ws.on('message', (data) => this.onText(data));
+        ws.on('error', (err) => onClose(err.code || err.message));
+        ws.on('close', () => onClose('closed'));
+      } else {
+        const u = new URL(this.url);
+        this.ws = new RawWebSocket({
+          host: u.hostname,
+          port: Number(u.port),
+          path: u.pathname + u.search,
+          localAddress,
+          onOpen() {},
+          onText: (data) => this.onText(data),
+          onClose,
+        });
+      }
     });
+  }
+
+  /** One Engine.IO packet (a WebSocket text frame). */
+  onText(data) {
+    const b0 = data[0];
+    if (b0 === CH_4) {
+      const b1 = data[1];
+      if (b1 === CH_2) this.handler.onEvent(this, data);
+      else if (b1 === CH_3) this.handler.onAck(this, data);
+      else if (b1 === CH_0) {
+        this.state = 'connected';
+        this.settle('connected');
+      } else if (b1 === CH_4) {
+        this.state = 'refused';
+        this.error = data.toString().slice(2, 200);
+        this.settle('refused');
+        this.ws.terminate();
+      } else if (b1 === CH_1) this.state = 'disconnected';
+    } else if (b0 === CH_2) this.ws.send('3'); // Engine.IO ping -> pong
+    else if (b0 === CH_0) this.ws.send(this.frame); // Engine.IO open -> Socket.IO CONNECT
   }
 
   send(text) {
