@@ -115,6 +115,15 @@ class Membership(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=Tru
     role: Role | None = None
 
 
+class MembershipChanged(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`evt.groups.membership`: a member joined, left or changed role (`user_id`), or the
+    whole group is gone (`user_id` None). Services caching membership drop their entry.
+    """
+
+    group_id: str
+    user_id: str | None = None
+
+
 class MembersQuery(msgspec.Struct, kw_only=True, rename="camel"):
     """`cmd.groups.members`: every member id of a group the actor belongs to."""
 

@@ -39,3 +39,7 @@ GROUPS: Final = "groups"
 USERS: Final = "users"
 CALLS: Final = "calls"
 MEDIA: Final = "media"
+
+
+#: Membership changes of groups (see `bus.MembershipChanged`).
+GROUP_MEMBERSHIP_CHANGED: Final = f"{EVENT_PREFIX}.{GROUPS}.membership"

@@ -210,6 +210,10 @@ class Publisher:
         for user_id in user_ids:
             await self._bus.publish(subjects.user(user_id), body)
 
+    async def event(self, subject: str, payload: msgspec.Struct) -> None:
+        """A domain event for other services (`evt.<domain>.<name>`, msgpack)."""
+        await self._bus.publish(subject, encode(payload))
+
     async def to_socket(self, user_id: str, sid: str, event: str, payload: msgspec.Struct) -> None:
         """Emit `event` to one socket of `user_id` (wherever it is connected)."""
         fanout = Fanout(event=event, data=encode_json(payload), to_sid=sid)

@@ -7,7 +7,7 @@ announcing it (see `chat_contracts.bus.Fanout`); the other members get the room 
 
 from __future__ import annotations
 
-from chat_contracts import bus, client, server
+from chat_contracts import bus, client, server, subjects
 from chat_contracts.bus import Command
 from chat_groups import domain
 from chat_groups.domain import ADMIN, MEMBER, Access, GroupRecord, Member, Removal
@@ -120,6 +120,7 @@ class GroupHandlers:
         payload, actor = command.payload, command.actor.user_id
         member = Member(user_id=payload.user_id, role=payload.role, joined_at=self._clock.now())
         after = await self._store.add_member(payload.group_id, actor, member)
+        await self._membership_changed(payload.group_id, member.user_id)
         event = server.GroupMemberAdded(
             group_id=payload.group_id, user_id=member.user_id, added_by=actor, role=member.role
         )
@@ -144,6 +145,7 @@ class GroupHandlers:
         if removed.kind is Removal.DISBANDED:
             await self._deleted(payload.group_id, actor)
             return server.Empty()
+        await self._membership_changed(payload.group_id, payload.user_id)
         event = server.GroupMemberRemoved(
             group_id=payload.group_id, user_id=payload.user_id, removed_by=actor
         )
@@ -163,6 +165,7 @@ class GroupHandlers:
         payload, actor = command.payload, command.actor.user_id
         outcome = await self._store.set_role(payload.group_id, actor, payload.user_id, payload.role)
         if outcome.changed:
+            await self._membership_changed(payload.group_id, payload.user_id)
             await self._publisher.to_room(
                 payload.group_id,
                 MEMBER_ROLE_CHANGED,
@@ -208,7 +211,15 @@ class GroupHandlers:
 
     # --- helpers ------------------------------------------------------------------
 
+    async def _membership_changed(self, group_id: str, user_id: str | None = None) -> None:
+        """Tell membership caches (the messages service's) to forget this entry."""
+        await self._publisher.event(
+            subjects.GROUP_MEMBERSHIP_CHANGED,
+            bus.MembershipChanged(group_id=group_id, user_id=user_id),
+        )
+
     async def _deleted(self, group_id: str, actor: str) -> None:
+        await self._membership_changed(group_id)
         await self._publisher.to_room(
             group_id,
             GROUP_DELETED,

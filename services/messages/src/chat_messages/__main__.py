@@ -7,7 +7,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from chat_contracts import subjects
-from chat_messages.groups import DEFAULT_GROUPS_TIMEOUT_MS, BusGroupDirectory
+from chat_messages.groups import (
+    DEFAULT_GROUPS_TIMEOUT_MS,
+    BusGroupDirectory,
+    CachingGroupDirectory,
+)
 from chat_messages.handlers import MessageHandlers, build_router
 from chat_messages.store import MessageStore, MongoMessageStore, SqliteMessageStore
 from chat_runtime.bus import Bus, Publisher
@@ -31,11 +35,14 @@ async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
     # Typed as the repository Protocol, so handlers see no implementation.
     sqlite: Callable[[Path], MessageStore] = SqliteMessageStore
     mongo: Callable[[str, str], MessageStore] = MongoMessageStore
+    directory = CachingGroupDirectory(BusGroupDirectory(bus, timeout_ms=settings.groups_timeout_ms))
+    # Every worker keeps its own cache, so every worker hears every change (no queue).
+    await bus.subscribe(subjects.GROUP_MEMBERSHIP_CHANGED, directory.on_change)
     async with opened_store(settings, SQLITE_FILE, sqlite, mongo) as store:
         clock = SystemClock()
         handlers = MessageHandlers(
             store=store,
-            groups=BusGroupDirectory(bus, timeout_ms=settings.groups_timeout_ms),
+            groups=directory,
             publisher=Publisher(bus),
             clock=clock,
             ids=TimeOrderedIds(clock),
