@@ -98,7 +98,7 @@ class Gateway:
         self.presence = Presence(
             redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
         )
-        self.limiter = RateLimiter(redis)
+        self.limiter = RateLimiter(settings.redis_url)
         self.typing = TypingRelay(redis, settings.typing_expiry_ms, self._typing_expired)
         self._buckets = {
             "send": Bucket("send", settings.rate_send_per_s, settings.rate_send_burst),
@@ -168,6 +168,7 @@ class Gateway:
     async def close(self) -> None:
         """Stop timers and subscriptions."""
         self.typing.close()
+        self.limiter.close()
         for task in [*self._grace.values(), *self._background]:
             task.cancel()
         await self.delivery.close()

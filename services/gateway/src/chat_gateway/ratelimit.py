@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from chat_gateway import redis_scripts
+from chat_gateway.resp import ScriptRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +20,13 @@ class Bucket:
 class RateLimiter:
     """Takes one token per event from the user's bucket for that kind of event."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._script = redis.register_script(redis_scripts.TOKEN_BUCKET)
+    def __init__(self, redis_url: str) -> None:
+        # Its own pipelined connection (see resp.py): this runs once per client event.
+        self._script = ScriptRunner(redis_url, redis_scripts.TOKEN_BUCKET)
+
+    def close(self) -> None:
+        """Close the limiter's Redis connection."""
+        self._script.close()
 
     async def take(self, user_id: str, bucket: Bucket) -> int:
         """0 when allowed; otherwise the milliseconds until the next token."""
