@@ -54,4 +54,3 @@ async def test_token_bucket_allows_the_burst_then_asks_to_wait(redis_url: str) -
         assert await limiter.take("u2", bucket) == 0
     finally:
         limiter.close()
-

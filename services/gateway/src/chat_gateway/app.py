@@ -117,6 +117,8 @@ class Gateway:
             ]
             for route in ROUTES
         }
+        #: One JSON decoder per event, built once (msgspec: reuse decoders).
+        self._decoders = {route.event: msgspec.json.Decoder(route.payload) for route in ROUTES}
         self._member_counts: dict[str, tuple[float, int]] = {}
         self._grace: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -330,9 +332,16 @@ class Gateway:
         if sock is None:
             return acks.error(ErrorCode.UNAUTHORIZED, "not connected")
         try:
-            payload = msgspec.convert({} if data is None else data, route.payload)
+            if isinstance(data, msgspec.Raw) and bytes(data) != b"null":
+                # Raw JSON from the lean WebSocket path: decoded and validated in one go.
+                payload = self._decoders[route.event].decode(data)
+            else:
+                empty = data is None or isinstance(data, msgspec.Raw)
+                payload = msgspec.convert({} if empty else data, route.payload)
         except msgspec.ValidationError as exc:
             return acks.validation(exc)
+        except msgspec.DecodeError as exc:
+            return acks.error(ErrorCode.VALIDATION_ERROR, f"malformed JSON: {exc}")
         retry_count = getattr(payload, "retry_count", None)
         try:
             wait_ms = await self.limiter.take(sock.actor.user_id, bucket)

@@ -368,19 +368,24 @@ class LeanConnection(asyncio.Protocol):
         self.send_text(wire.SIO_CONNECT + _json({"sid": self.sid}))
 
     async def _event(self, packet: wire.SioPacket) -> None:
+        # The payload stays raw JSON here: the gateway decodes it straight into the
+        # event's contract Struct (one pass, no intermediate dicts).
         try:
-            args = msgspec.json.decode(packet.data)
+            args: list[Any] | None = _event_args.decode(packet.data)
         except msgspec.DecodeError:
             args = None
-        if not isinstance(args, list) or not args or not isinstance(args[0], str):
+        if not args:
             ack: dict[str, Any] | None = {
                 "status": "error",
                 "code": "VALIDATION_ERROR",
                 "error": "malformed event packet",
             }
         else:
+            name = msgspec.json.decode(args[0])
+            if not isinstance(name, str):
+                name = ""
             ack = await self.server.handler.event(
-                self.sid, args[0], args[1] if len(args) > 1 else None
+                self.sid, name, args[1] if len(args) > 1 else None
             )
         if packet.ack_id is not None and ack is not None:
             self.send_text(f"{wire.SIO_ACK}{packet.ack_id}{_json([ack])}")
@@ -428,6 +433,9 @@ class LeanConnection(asyncio.Protocol):
         log.info("dropping %s: %s", self.sid, reason)
         if self.transport is not None:
             self.transport.abort()
+
+
+_event_args = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def _json(value: Any) -> str:
