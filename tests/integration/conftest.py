@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import pytest_asyncio
@@ -54,6 +55,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 Connect = Callable[..., Awaitable[ChatClient]]
 
 
+@contextmanager
+def extra_gateway(stack: Stack, name: str, **env: str) -> Iterator[str]:
+    """One more gateway on the running stack with its own settings; its URL."""
+    proc = stack.add("gateway", name, CHAT_GATEWAY_ID=name, **env)
+    try:
+        proc.wait_ready()
+        yield proc.url
+    finally:
+        proc.stop()
+        del stack.processes[name]
+
+
 @pytest_asyncio.fixture
 async def connect(stack: Stack) -> AsyncIterator[Connect]:
     """`await connect(user_id, gateway=0)`: a connected socket, closed after the test."""
@@ -68,6 +81,19 @@ async def connect(stack: Stack) -> AsyncIterator[Connect]:
     yield _connect
     for client in clients:
         await client.close()
+
+
+def cmid() -> str:
+    """A fresh clientMessageId."""
+    return uuid.uuid4().hex
+
+
+async def make_group(owner: ChatClient, *members: str, name: str = "team") -> str:
+    """Create a group through the owner's socket; its id."""
+    ack = await owner.call("group:create", {"name": name, "memberIds": list(members)})
+    assert ack["status"] == "ok", ack
+    group_id: str = ack["group"]["id"]
+    return group_id
 
 
 @pytest.fixture

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
-from tests.integration.conftest import Connect
-from tests.integration.test_messaging import make_group
-
-
-def cmid() -> str:
-    return uuid.uuid4().hex
+from tests.integration.conftest import Connect, cmid, make_group
 
 
 async def test_create_announces_every_member_to_every_member(

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from chat_testkit.client import ChatClient
 from chat_testkit.stack import Stack
-from tests.integration.conftest import Connect
-
-
-def cmid() -> str:
-    return uuid.uuid4().hex
-
-
-async def make_group(owner: ChatClient, *members: str, name: str = "team") -> str:
-    ack = await owner.call("group:create", {"name": name, "memberIds": list(members)})
-    assert ack["status"] == "ok", ack
-    group_id: str = ack["group"]["id"]
-    return group_id
+from tests.integration.conftest import Connect, cmid, make_group
 
 
 async def test_dm_through_gateway_a_arrives_through_gateway_b(

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
-from tests.integration.conftest import GRACE_MS, TYPING_EXPIRY_MS, Connect
-from tests.integration.test_messaging import make_group
-
-
-def cmid() -> str:
-    return uuid.uuid4().hex
+from tests.integration.conftest import GRACE_MS, TYPING_EXPIRY_MS, Connect, cmid, make_group
 
 
 async def test_bulk_read_produces_one_event_per_chat(

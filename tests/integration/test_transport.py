@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from chat_testkit.stack import Stack
+from tests.integration.conftest import extra_gateway
 
 
 def ws_url(base: str) -> str:
@@ -87,17 +88,10 @@ async def test_large_frames_are_deflated_when_negotiated(
 @pytest.fixture(scope="module")
 def quick_ping_gateway(stack: Stack) -> Iterator[str]:
     """A gateway with a 300 ms heartbeat, to see dead clients dropped quickly."""
-    proc = stack.add(
-        "gateway",
-        "gateway-ping",
-        CHAT_GATEWAY_ID="gateway-ping",
-        CHAT_PING_INTERVAL_MS="300",
-        CHAT_PING_TIMEOUT_MS="300",
-    )
-    proc.wait_ready()
-    yield proc.url
-    proc.stop()
-    del stack.processes["gateway-ping"]
+    with extra_gateway(
+        stack, "gateway-ping", CHAT_PING_INTERVAL_MS="300", CHAT_PING_TIMEOUT_MS="300"
+    ) as url:
+        yield url
 
 
 async def test_heartbeat_keeps_live_clients_and_drops_silent_ones(

@@ -10,7 +10,7 @@ import pytest
 
 from chat_testkit.client import ChatClient
 from chat_testkit.stack import Stack
-from tests.integration.conftest import Connect
+from tests.integration.conftest import Connect, extra_gateway
 
 
 @pytest.mark.parametrize(
@@ -84,17 +84,10 @@ async def test_refused_send_writes_nothing(connect: Connect, uid: Callable[[str]
 @pytest.fixture(scope="module")
 def default_limits_gateway(stack: Stack) -> Iterator[str]:
     """A gateway with the protocol's default rate limits (5 sends/s, burst 10)."""
-    proc = stack.add(
-        "gateway",
-        "gateway-limits",
-        CHAT_GATEWAY_ID="gateway-limits",
-        CHAT_RATE_SEND_PER_S="5",
-        CHAT_RATE_SEND_BURST="10",
-    )
-    proc.wait_ready()
-    yield proc.url
-    proc.stop()
-    del stack.processes["gateway-limits"]
+    with extra_gateway(
+        stack, "gateway-limits", CHAT_RATE_SEND_PER_S="5", CHAT_RATE_SEND_BURST="10"
+    ) as url:
+        yield url
 
 
 async def test_send_rate_limit_answers_retry(

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import msgspec
-import pytest
 import pytest_asyncio
 
 from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor, Command, MembersQuery
 from chat_runtime.bus import Bus
 from chat_runtime.worker import Router, Worker
-from chat_testkit.servers import Missing, NatsServer
 
 ACTOR = Actor(user_id="alice", name="Alice")
 
 
 class Echo(msgspec.Struct):
     group_id: str
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        server = NatsServer(Path(tmp_path_factory.mktemp("nats")))
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server.url
-    server.stop()
 
 
 @pytest_asyncio.fixture

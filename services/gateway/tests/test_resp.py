@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from chat_gateway.ratelimit import Bucket, RateLimiter
 from chat_gateway.resp import RespError, ScriptRunner, encode_command, parse_reply
-from chat_testkit.servers import Missing, RedisServer
 
 
 def test_encode_and_parse() -> None:
@@ -20,16 +17,6 @@ def test_encode_and_parse() -> None:
     assert pos == 17
     error, _ = parse_reply(b"-NOSCRIPT no\r\n", 0)
     assert isinstance(error, RespError)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server.url
-    server.stop()
 
 
 async def test_script_loads_on_first_use_and_pipelines(redis_url: str) -> None:

@@ -66,14 +66,6 @@ def _nats(workdir: Path) -> NatsServer:
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real nats-server for this module's tests (skipped, naming it, when absent)."""
-    server = _nats(tmp_path_factory.mktemp("nats"))
-    yield server.url
-    server.stop()
-
-
 @pytest.fixture(scope="module")
 def lonely_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second nats-server on which no groups worker ever runs."""
