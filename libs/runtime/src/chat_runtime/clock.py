@@ -37,8 +37,12 @@ class ManualClock:
 
 def iso(moment: datetime) -> str:
     """The protocol's time format: ISO-8601 UTC with milliseconds and `Z`."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    # Formatted by hand: strftime was 3 % of the messages worker's CPU (py-spy).
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T"
+        f"{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_iso(text: str) -> datetime:
@@ -52,11 +56,8 @@ class IdGenerator(Protocol):
     def new(self, prefix: str) -> str: ...
 
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
-
-
 class TimeOrderedIds:
-    """Ids that sort by creation time (48-bit ms timestamp + 80 random bits, base32).
+    """Ids that sort by creation time (48-bit ms timestamp + 80 random bits, hex).
 
     Time order keeps MongoDB's and SQLite's id indexes append-mostly; the random part
     makes ids unguessable and unique across processes without coordination.
@@ -66,13 +67,10 @@ class TimeOrderedIds:
         self._clock = clock or SystemClock()
 
     def new(self, prefix: str) -> str:
-        millis = int(self._clock.now().timestamp() * 1000)
-        value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-        chars = []
-        for _ in range(26):
-            chars.append(_ALPHABET[value & 31])
-            value >>= 5
-        return prefix + "".join(reversed(chars))
+        millis = int(self._clock.now().timestamp() * 1000) & ((1 << 48) - 1)
+        raw = millis.to_bytes(6, "big") + os.urandom(10)  # 128 bits
+        # Hex: 0.2 µs (base32 in Python cost 4-7 µs per id; ids are made on every send).
+        return prefix + raw.hex()
 
 
 def monotonic_ms() -> float:
