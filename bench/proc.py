@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import shutil
@@ -68,7 +69,10 @@ class CpuMeter:
     @staticmethod
     def delta(a: CpuSample, b: CpuSample) -> dict[str, float]:
         """CPU seconds per process between two samples."""
-        return {name: round(b.per_process[name] - a.per_process.get(name, 0.0), 4) for name in b.per_process}
+        return {
+            name: round(b.per_process[name] - a.per_process.get(name, 0.0), 4)
+            for name in b.per_process
+        }
 
     def total(self, pids: Iterable[int]) -> float:
         """Summed CPU seconds of some pids now."""
@@ -83,7 +87,9 @@ def _has_loop() -> bool:
     return True
 
 
-async def settle(pids: Iterable[int], *, max_s: float, quiet: float = 0.05, window: float = 0.3) -> float:
+async def settle(
+    pids: Iterable[int], *, max_s: float, quiet: float = 0.05, window: float = 0.3
+) -> float:
     """Wait until the processes together use under `quiet` of a core (or `max_s` passed).
 
     Returns the seconds waited. Keeps one measurement from paying for the previous one's
@@ -126,10 +132,8 @@ def pin(pid: int, cpus: set[int]) -> None:
     except OSError:
         return
     for tid in tids:
-        try:
+        with contextlib.suppress(OSError):
             os.sched_setaffinity(tid, cpus)
-        except OSError:
-            pass
 
 
 def raise_nofile(wanted: int = 200_000) -> int:

@@ -190,7 +190,7 @@ class LoadGen:
                     f"{self._tail()}"
                 )
             try:
-                event = json.loads(line)
+                event: dict[str, Any] = json.loads(line)
             except ValueError:
                 continue
             self.events.append(event)

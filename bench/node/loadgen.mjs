@@ -24,7 +24,7 @@
 //
 // Latency is measured from the *scheduled* send time (open loop: a late send keeps its
 // schedule), so a stalled server shows up in the histogram instead of slowing the load.
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
@@ -42,6 +42,8 @@ const FAN_PREFIX_LEN = FAN_PREFIX.length;
 const STEP_BASE = 1_000_000; // fan-out ids are step * STEP_BASE + seq
 
 const spec = loadSpec(process.argv[2]);
+// clientMessageIds are idempotency keys per sender: unique across runs on the same store
+const RUN_ID = randomBytes(6).toString('hex');
 const epochMs = () => performance.timeOrigin + performance.now();
 
 const lifetime = setTimeout(() => {
@@ -201,7 +203,7 @@ function cpuWindow() {
     const d = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
     const cpu = (d.user + d.system) / 1e6;
-    return { wall_s: wall, cpu_s: cpu, cpu_frac: wall > 0 ? cpu / wall : 0 };
+    return { wall_s: wall, cpu_s: cpu, cpu_user_s: d.user / 1e6, cpu_frac: wall > 0 ? cpu / wall : 0 };
   };
 }
 
@@ -486,7 +488,7 @@ async function runE2E() {
       const ackId = conn.nextAck++;
       conn.pending.set(ackId, [current, k]);
       const payload = {
-        clientMessageId: `b${cmd.id}-${clientSeq++}`,
+        clientMessageId: `${RUN_ID}-${cmd.id}-${clientSeq++}`,
         groupId: rooms[i],
         type: 'TEXT',
         content: `${cmd.id}:${k}:${sched.toFixed(3)}`,
@@ -584,6 +586,16 @@ async function main() {
   for (const c of conns) c.ws?.terminate();
   emit({ event: 'result', scenario: spec.scenario, ...counters, open_at_close: open, total_cpu: cpu, ...body });
   process.exit(0);
+}
+
+// A signal ends the run like a `close` command: sockets dropped, the counts reported.
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    const open = openCount();
+    for (const c of conns) c.ws?.terminate();
+    emit({ event: 'result', scenario: spec.scenario, interrupted: sig, ...counters, open_at_close: open });
+    process.exit(0);
+  });
 }
 
 main().catch((err) => {

@@ -1,0 +1,695 @@
+"""The measurements: each runs one side (ours or the reference) once and returns a dict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.ours import Ours
+from bench.proc import CpuMeter, CpuSample, rss_bytes, settle
+from bench.runners import LoadGen, NodeServer
+from bench.sizes import Sizes
+
+OURS = "ours"
+REFERENCE = "reference"
+SOURCES = 32  # loopback source addresses 127.0.0.1..127.0.0.32
+CONCURRENCY = 100  # handshakes in flight
+SATURATED = 0.9  # share of the servers' cores above which a step counts as saturated
+
+
+@dataclass
+class Env:
+    """What every measurement needs."""
+
+    sizes: Sizes
+    root: Path
+    node: str | None  # node binary: the load generator and the reference need it
+    server_cpus: set[int] | None
+    generator_cpus: set[int] | None
+    log: Callable[[str], None] = print
+    #: One server per side for every metric of a repetition (smoke: saves the starts).
+    share: bool = False
+    pool: dict[str, Side] = field(default_factory=dict)
+    _names: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+
+    def workdir(self, name: str) -> Path:
+        """A fresh directory for one run."""
+        path = self.root / f"{next(self._names):03d}-{name}"
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def refused(self, cpu_frac: float) -> bool:
+        """Whether a step is refused because the generator used too much of its core."""
+        limit = self.sizes.generator_limit
+        return limit is not None and cpu_frac > limit
+
+
+def payload_pad(size: int) -> str:
+    """Padding that makes a fan-out payload `{"id":..,"t":..,"pad":".."}` about `size` bytes."""
+    base = len('{"id":1000000,"t":1732500000000.123,"pad":""}')
+    return "x" * max(0, size - base)
+
+
+def fit_slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of ys over xs."""
+    n = len(xs)
+    if n < 2:
+        return None
+    mx = sum(xs) / n
+    my = sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+class Side:
+    """One server under test, started for one run: ours (a Stack) or the Node reference."""
+
+    def __init__(
+        self, env: Env, kind: str, workdir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.env = env
+        self.kind = kind
+        self.workdir = workdir
+        self.extra_env = extra_env
+        self.ours: Ours | None = None
+        self.node: NodeServer | None = None
+        self.stats: dict[str, Any] = {}
+
+    async def start(self, gateways: int = 1) -> Side:
+        """Start the server side."""
+        if self.kind == OURS:
+            self.ours = Ours(
+                self.workdir,
+                gateways=gateways,
+                cpus=self.env.server_cpus,
+                extra_env=self.extra_env,
+            )
+            await self.ours.start()
+        else:
+            assert self.env.node is not None
+            self.node = await NodeServer("reference.mjs", self.workdir, self.env.server_cpus).start(
+                self.env.node
+            )
+        return self
+
+    def pids(self) -> dict[str, int]:
+        """Every process of the side, by name."""
+        if self.ours is not None:
+            return self.ours.pids()
+        assert self.node is not None
+        return {"node": self.node.pid}
+
+    def main_pid(self) -> int:
+        """The process that holds the sockets (gateway-a / node)."""
+        if self.ours is not None:
+            return self.ours.gateway_pid(0)
+        assert self.node is not None
+        return self.node.pid
+
+    def main_name(self) -> str:
+        """Name of `main_pid` in `pids()`."""
+        return "gateway-a" if self.ours is not None else "node"
+
+    def url(self, index: int = 0) -> str:
+        """WebSocket URL of gateway `index` (the reference has one)."""
+        if self.ours is not None:
+            return self.ours.ws_url(index)
+        assert self.node is not None
+        return self.node.ws_url()
+
+    def auth(self) -> dict[str, Any]:
+        """How the generator authenticates."""
+        return self.ours.auth() if self.ours is not None else {"type": "rooms"}
+
+    async def gc_rss(self) -> int:
+        """Full GC in the socket-holding process, then its RSS."""
+        if self.ours is not None:
+            return await self.ours.gc_rss(0)
+        assert self.node is not None
+        url = f"http://127.0.0.1:{self.node.port}/gc"
+
+        def post() -> None:
+            req = urllib.request.Request(url, data=b"", method="POST")
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                json.loads(resp.read())
+
+        await asyncio.to_thread(post)
+        await asyncio.sleep(0.2)
+        return rss_bytes(self.node.pid) or 0
+
+    async def settle(self) -> float:
+        """Wait until the side is quiet."""
+        return await settle(self.pids().values(), max_s=self.env.sizes.settle_max_s)
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop everything; what is worth keeping (exit statuses, log sizes)."""
+        out: dict[str, Any] = {}
+        if self.ours is not None:
+            out["log_bytes"] = self.ours.log_sizes()
+            out["exit"] = await self.ours.stop()
+        if self.node is not None:
+            await self.node.stop()
+        return out
+
+
+@asynccontextmanager
+async def server(
+    env: Env, kind: str, name: str, gateways: int, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Side]:
+    """A started side for one run, stopped afterwards; with `env.share`, the pooled one."""
+    if env.share and extra_env is None:
+        side = env.pool.get(kind)
+        if side is None:
+            side = Side(env, kind, env.workdir(f"shared-{kind}"))
+            await side.start(gateways=2)
+            env.pool[kind] = side
+        yield side
+        return
+    side = Side(env, kind, env.workdir(name), extra_env)
+    try:
+        yield await side.start(gateways)
+    finally:
+        side.stats = await side.stop()
+
+
+async def close_pool(env: Env) -> None:
+    """Stop the pooled servers (end of a repetition)."""
+    for side in env.pool.values():
+        await side.stop()
+    env.pool.clear()
+
+
+class Window:
+    """CPU of every process of interest between two instants."""
+
+    def __init__(self, side: Side, generator: LoadGen) -> None:
+        pids = dict(side.pids())
+        pids["generator"] = generator.pid
+        pids["orchestrator"] = os.getpid()
+        self.meter = CpuMeter(pids)
+        self.server_names = list(side.pids())
+        self.start: CpuSample | None = None
+
+    def begin(self) -> None:
+        """Mark the start."""
+        self.start = self.meter.sample()
+
+    def end(self, wall_s: float) -> dict[str, Any]:
+        """CPU seconds per process since `begin`, the server total and foreign load."""
+        assert self.start is not None
+        stop = self.meter.sample()
+        per = CpuMeter.delta(self.start, stop)
+        server = sum(per[name] for name in self.server_names)
+        known = sum(per.values())
+        machine = stop.machine - self.start.machine
+        return {
+            "cpu_s": per,
+            "server_cpu_s": round(server, 4),
+            "foreign_cores": round(max(0.0, machine - known) / wall_s, 3) if wall_s > 0 else 0.0,
+        }
+
+
+async def _generator(env: Env, side: Side, name: str, spec: dict[str, Any]) -> LoadGen:
+    spec = {"sources": SOURCES, "concurrency": CONCURRENCY, "max_s": 1800, **spec}
+    unique = f"{next(env._names):03d}-{name}"
+    return await LoadGen.start(spec, side.workdir, unique, env.node, env.generator_cpus)
+
+
+# --- metric 1: idle sockets ---------------------------------------------------------------
+
+
+async def run_idle(env: Env, kind: str, rep: int) -> dict[str, Any]:
+    """Open idle sockets in steps; RSS after GC of the socket-holding process at each."""
+    sizes = env.sizes
+    async with server(env, kind, f"idle-{kind}-r{rep}", 1) as side:
+        lg = await _generator(
+            env, side, "idle", {"scenario": "idle", "url": side.url(), "auth": side.auth()}
+        )
+        try:
+            await lg.event("ready", 60)
+            await side.settle()
+            base_rss = await side.gc_rss()
+            points: list[dict[str, Any]] = []
+            for total in sizes.idle_points:
+                await lg.send({"cmd": "open", "total": total})
+                opened = await lg.event("opened", 120 + total / 20)
+                await side.settle()
+                rss = await side.gc_rss()
+                others = {
+                    name: rss_bytes(pid)
+                    for name, pid in side.pids().items()
+                    if name != side.main_name()
+                }
+                points.append(
+                    {
+                        "asked": total,
+                        "open": opened["open"],
+                        "refused": opened["refused"],
+                        "failed": opened["failed"],
+                        "open_s": round(opened["open_s"], 3),
+                        "rss": rss,
+                        "other_rss": others,
+                    }
+                )
+                env.log(
+                    f"  idle {kind}: {opened['open']}/{total} open in {opened['open_s']:.1f} s,"
+                    f" RSS {rss / 2**20:.1f} MiB"
+                )
+            await lg.send({"cmd": "hold", "seconds": sizes.idle_hold_s})
+            held = await lg.event("held", sizes.idle_hold_s + 60)
+            result = await lg.close(timeout=120)
+        finally:
+            await lg.kill()
+    slope = fit_slope([float(p["open"]) for p in points], [float(p["rss"]) for p in points])
+    return {
+        "metric": "idle",
+        "side": kind,
+        "rep": rep,
+        "generator": lg.kind,
+        "base_rss": base_rss,
+        "points": points,
+        "asked": sizes.idle_points[-1],
+        "held": held["open"],
+        "rss_per_socket": slope,
+        "errors": result.get("errors", {}),
+        "stop": side.stats,
+    }
+
+
+# --- metric 2: fan-out --------------------------------------------------------------------
+
+
+async def _fan_step(
+    env: Env,
+    side: Side,
+    lg: LoadGen,
+    window: Window,
+    step_id: int,
+    rate: float,
+    count: int,
+    pad: str,
+    room: str,
+    kind: str,
+) -> dict[str, Any]:
+    """One fan-out step: `count` room messages at `rate`, deliveries and server CPU."""
+    sizes = env.sizes
+    await side.settle()
+    await lg.send(
+        {
+            "cmd": "step",
+            "id": step_id,
+            "rate": rate,
+            "count": count,
+            "pad": pad,
+            "drain_ms": sizes.fan_drain_ms,
+        }
+    )
+    await lg.event("armed", 30)
+    window.begin()
+    publish_lag = None
+    if side.ours is not None:
+        publish_lag = await side.ours.publish_fanout(room, step_id, rate, count, pad)
+    ev = await lg.event("step", count / rate + sizes.fan_drain_ms / 1000 + 60)
+    cpu = window.end(ev["wall_s"])
+    main_cpu = cpu["cpu_s"][side.main_name()]
+    complete = not ev["timed_out"] and ev["deliveries"] == ev["expected_deliveries"]
+    spread_p99 = ev["spread"]["p99_ms"]
+    passed = complete and spread_p99 is not None and spread_p99 <= sizes.fan_spread_p99_ms
+    step = {
+        "rate": rate,
+        "messages": count,
+        "deliveries": ev["deliveries"],
+        "expected": ev["expected_deliveries"],
+        "spread": ev["spread"],
+        "sched_to_last": ev["sched_to_last"],
+        "wall_s": ev["wall_s"],
+        "server_cpu_s": main_cpu,
+        "deliveries_per_cpu_s": ev["deliveries"] / main_cpu if main_cpu > 0 else None,
+        "generator_cpu_frac": round(ev["cpu_frac"], 3),
+        "refused": env.refused(ev["cpu_frac"]),
+        "passed": passed,
+        "publish_lag_ms": publish_lag,
+        **cpu,
+    }
+    env.log(
+        f"  fan-out {kind} {rate:g}/s: {ev['deliveries']}/{ev['expected_deliveries']}"
+        f" deliveries, spread p99 {spread_p99} ms, "
+        f"{_k(step['deliveries_per_cpu_s'])} per server CPU-s,"
+        f" generator {ev['cpu_frac']:.0%}, others {cpu['foreign_cores']:.2f} cores"
+        + (" REFUSED" if step["refused"] else "")
+        + ("" if passed else " (fails)")
+    )
+    return step
+
+
+async def run_fanout(env: Env, kind: str, rep: int) -> dict[str, Any]:
+    """A ramp of room broadcasts to `fan_members` sockets; deliveries per server CPU-second."""
+    sizes = env.sizes
+    pad = payload_pad(sizes.fan_payload_bytes)
+    members = [f"fan-{i}" for i in range(sizes.fan_members)]
+    steps: list[dict[str, Any]] = []
+    async with server(env, kind, f"fanout-{kind}-r{rep}", 1) as side:
+        if side.ours is not None:
+            room = await side.ours.create_group(members[0], members[1:], "bench fan-out")
+            trigger = "external"
+        else:
+            room, trigger = "fan", "broadcast"
+        spec = {
+            "scenario": "fanout",
+            "url": side.url(),
+            "auth": side.auth(),
+            "members": sizes.fan_members,
+            "prefix": "fan-",
+            "room": room,
+            "trigger": trigger,
+        }
+        lg = await _generator(env, side, "fanout", spec)
+        ids = iter(range(1, 1000))
+        try:
+            ready = await lg.event("ready", 120)
+            window = Window(side, lg)
+
+            async def fan_step(rate: float, seconds: float) -> dict[str, Any]:
+                return await _fan_step(
+                    env,
+                    side,
+                    lg,
+                    window,
+                    next(ids),
+                    rate,
+                    max(1, round(rate * seconds)),
+                    pad,
+                    room,
+                    kind,
+                )
+
+            # Warm-up (JIT, caches, first-time allocations); not part of the ramp.
+            warmup = await fan_step(sizes.fan_rates[0], sizes.fan_step_s / 2)
+            for rate in sizes.fan_rates:
+                step = await fan_step(rate, sizes.fan_step_s)
+                if not step["passed"] and not step["refused"]:
+                    # one retry: a single hiccup (GC, a noisy neighbour) does not end the ramp
+                    step["retried"] = True
+                    steps.append(step)
+                    step = await fan_step(rate, sizes.fan_step_s)
+                steps.append(step)
+                if step["refused"] or not step["passed"]:
+                    break
+            await lg.close()
+        finally:
+            await lg.kill()
+    best = None
+    for step in steps:
+        if step["passed"] and not step["refused"]:
+            best = step
+    return {
+        "metric": "fanout",
+        "warmup": warmup,
+        "side": kind,
+        "rep": rep,
+        "generator": lg.kind,
+        "members": ready["members"],
+        "steps": steps,
+        "best_rate": best["rate"] if best else None,
+        "deliveries_per_cpu_s": best["deliveries_per_cpu_s"] if best else None,
+        "generator_bound": bool(steps and steps[-1]["refused"]),
+        "stop": side.stats,
+    }
+
+
+def _k(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1000:.1f}k"
+
+
+# --- metrics 3 and 4: end to end ------------------------------------------------------------
+
+
+async def _e2e_step(
+    env: Env,
+    side: Side,
+    lg: LoadGen,
+    window: Window,
+    step_id: int,
+    rate: float,
+    duration_s: float,
+    p99_limit: float | None,
+) -> dict[str, Any]:
+    await side.settle()
+    await lg.send(
+        {
+            "cmd": "step",
+            "id": step_id,
+            "rate": rate,
+            "duration_s": duration_s,
+            "loss_ms": env.sizes.loss_ms,
+        }
+    )
+    await lg.event("armed", 30)
+    window.begin()
+    ev = await lg.event("step", duration_s + env.sizes.loss_ms / 1000 + 120)
+    cpu = window.end(ev["wall_s"])
+    p99 = ev["latency"]["p99_ms"]
+    received = ev["received"]
+    cores = len(env.server_cpus) if env.server_cpus else (os.cpu_count() or 1)
+    utilisation = cpu["server_cpu_s"] / ev["wall_s"] / cores if ev["wall_s"] > 0 else 0.0
+    ok = ev["lost"] == 0 and ev["ack_not_ok"] == 0
+    passed = ok and (p99_limit is None or (p99 is not None and p99 <= p99_limit))
+    return {
+        "rate": rate,
+        "duration_s": duration_s,
+        "sent": ev["sent"],
+        "received": received,
+        "lost": ev["lost"],
+        "ack_not_ok": ev["ack_not_ok"],
+        "ack_codes": ev["ack_codes"],
+        "latency": ev["latency"],
+        "ack_latency": ev["ack_latency"],
+        "max_send_lag_ms": ev["max_send_lag_ms"],
+        "wall_s": ev["wall_s"],
+        "cpu_per_message_us": (cpu["server_cpu_s"] / received * 1e6) if received else None,
+        # At >= 90 % of the servers' cores the CPU per message is the core divided by the
+        # rate (a floor), not what a message costs.
+        "server_utilisation": round(utilisation, 3),
+        "saturated": utilisation >= SATURATED,
+        "generator_cpu_frac": round(ev["cpu_frac"], 3),
+        "refused": env.refused(ev["cpu_frac"]),
+        "passed": passed,
+        **cpu,
+    }
+
+
+def _fmt_lat(step: dict[str, Any]) -> str:
+    lat = step["latency"]
+    return f"p50 {lat['p50_ms']} / p99 {lat['p99_ms']} / p99.9 {lat['p999_ms']} ms"
+
+
+async def _e2e_setup(side: Side, rooms: int) -> tuple[list[str], dict[str, Any]]:
+    senders = [f"s-{i}" for i in range(rooms)]
+    receivers = [f"r-{i}" for i in range(rooms)]
+    if side.ours is not None:
+        ids = await side.ours.create_pair_groups(senders, receivers)
+    else:
+        ids = [f"room-{i}" for i in range(rooms)]
+    return ids, {"scenario": "e2e", "rooms": ids, "sender_prefix": "s-", "receiver_prefix": "r-"}
+
+
+async def run_e2e(
+    env: Env, kind: str, rep: int, *, ramp: bool = True, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Metric 3 (fixed rate, latency and CPU per message) then metric 4 (a rate ramp)."""
+    sizes = env.sizes
+    label = "e2e" if extra_env is None else "e2e-mongo"
+    ramp_steps: list[dict[str, Any]] = []
+    async with server(env, kind, f"{label}-{kind}-r{rep}", 2, extra_env) as side:
+        rooms, spec = await _e2e_setup(side, sizes.e2e_rooms)
+        spec.update(url=side.url(0), url_b=side.url(1), auth=side.auth())
+        lg = await _generator(env, side, "e2e", spec)
+        try:
+            await lg.event("ready", 120)
+            window = Window(side, lg)
+            warm = await _e2e_step(
+                env, side, lg, window, 1, sizes.e2e_rate, sizes.e2e_warmup_s, None
+            )
+            fixed = await _e2e_step(
+                env, side, lg, window, 2, sizes.e2e_rate, sizes.e2e_duration_s, None
+            )
+            env.log(
+                f"  e2e {kind} {sizes.e2e_rate:g}/s: {_fmt_lat(fixed)}, lost {fixed['lost']},"
+                f" {fixed['cpu_per_message_us'] or 0:.0f} µs CPU/msg"
+                f" (servers {fixed['server_utilisation']:.0%} busy),"
+                f" generator {fixed['generator_cpu_frac']:.0%}"
+                + (" REFUSED" if fixed["refused"] else "")
+            )
+            if ramp:
+                ids = iter(range(3, 1000))
+
+                async def ramp_step(rate: float) -> dict[str, Any]:
+                    step = await _e2e_step(
+                        env, side, lg, window, next(ids), rate, sizes.ramp_step_s, sizes.ramp_p99_ms
+                    )
+                    env.log(
+                        f"  ramp {kind} {rate:g}/s: {_fmt_lat(step)}, lost {step['lost']},"
+                        f" not-ok acks {step['ack_not_ok']}, generator"
+                        f" {step['generator_cpu_frac']:.0%}"
+                        + (" REFUSED" if step["refused"] else "")
+                        + ("" if step["passed"] else " (fails)")
+                    )
+                    return step
+
+                for rate in sizes.ramp_rates:
+                    step = await ramp_step(rate)
+                    if not step["passed"] and not step["refused"]:
+                        step["retried"] = True  # one retry, as in the fan-out ramp
+                        ramp_steps.append(step)
+                        step = await ramp_step(rate)
+                    ramp_steps.append(step)
+                    if step["refused"] or not step["passed"]:
+                        break
+            await lg.close()
+        finally:
+            await lg.kill()
+    max_rate = None
+    for step in ramp_steps:
+        if step["passed"] and not step["refused"]:
+            max_rate = step["rate"]
+    return {
+        "metric": label,
+        "side": kind,
+        "rep": rep,
+        "generator": lg.kind,
+        "rooms": len(rooms),
+        "warmup": warm,
+        "fixed": fixed,
+        "fixed_refused": fixed["refused"],
+        "ramp": ramp_steps,
+        "max_rate": max_rate,
+        "generator_bound": bool(ramp_steps and ramp_steps[-1]["refused"]),
+        "stop": side.stats,
+    }
+
+
+# --- metric 5: scaling -------------------------------------------------------------------
+
+
+async def run_scaling(env: Env, rep: int) -> dict[str, Any]:
+    """CPU per message at a fixed rate: 1 vs 2 gateways, 1 vs 2 messages workers (ours)."""
+    sizes = env.sizes
+    configs: dict[str, dict[str, Any]] = {}
+    async with server(env, OURS, f"scaling-r{rep}", 2) as side:
+        assert side.ours is not None
+        _rooms, spec = await _e2e_setup(side, sizes.e2e_rooms)
+
+        async def measure(name: str, a: int, b: int) -> None:
+            lg = await _generator(
+                env,
+                side,
+                f"scale-{name}",
+                {**spec, "url": side.url(a), "url_b": side.url(b), "auth": side.auth()},
+            )
+            try:
+                await lg.event("ready", 120)
+                window = Window(side, lg)
+                await _e2e_step(
+                    env, side, lg, window, 1, sizes.scale_rate, sizes.scale_warmup_s, None
+                )
+                step = await _e2e_step(
+                    env, side, lg, window, 2, sizes.scale_rate, sizes.scale_duration_s, None
+                )
+                await lg.close()
+            finally:
+                await lg.kill()
+            configs[name] = step
+            env.log(
+                f"  scaling {name}: {step['cpu_per_message_us'] or 0:.0f} µs CPU/msg"
+                f" (servers {step['server_utilisation']:.0%} busy),"
+                f" {_fmt_lat(step)}, lost {step['lost']}"
+            )
+
+        await measure("1gw-1w", 0, 0)
+        await measure("2gw-1w", 0, 1)
+        await side.ours.add_messages_worker()
+        await measure("1gw-2w", 0, 0)
+        await measure("2gw-2w", 0, 1)
+    return {
+        "metric": "scaling",
+        "side": OURS,
+        "rep": rep,
+        "configs": configs,
+        "stop": side.stats,
+    }
+
+
+# --- calibration ---------------------------------------------------------------------------
+
+
+async def calibrate(env: Env) -> dict[str, Any]:
+    """The generator's own receive ceiling against trivial.mjs (pre-built frames)."""
+    assert env.node is not None
+    sizes = env.sizes
+    workdir = env.workdir("calibration")
+    server = await NodeServer("trivial.mjs", workdir, env.server_cpus).start(env.node)
+    steps: list[dict[str, Any]] = []
+    try:
+        spec = {
+            "scenario": "fanout",
+            "url": server.ws_url(),
+            "auth": {"type": "rooms"},
+            "members": sizes.calib_sockets,
+            "prefix": "cal-",
+            "room": "cal",
+            "trigger": "blast",
+            "sources": SOURCES,
+            "concurrency": CONCURRENCY,
+            "max_s": 600,
+        }
+        lg = await LoadGen.start(spec, workdir, "calibration", env.node, env.generator_cpus)
+        try:
+            await lg.event("ready", 60)
+            for index in (1, 2):
+                await lg.send(
+                    {
+                        "cmd": "step",
+                        "id": index,
+                        "rate": 0,
+                        "count": sizes.calib_messages,
+                        "pad": payload_pad(env.sizes.fan_payload_bytes),
+                        "batch": 16,
+                        "drain_ms": 60_000,
+                    }
+                )
+                ev = await lg.event("step", 120)
+                steps.append(
+                    {
+                        "deliveries": ev["deliveries"],
+                        "wall_s": ev["wall_s"],
+                        "cpu_frac": ev["cpu_frac"],
+                        "deliveries_per_s": ev["deliveries_per_s"],
+                        "deliveries_per_cpu_s": ev["deliveries"] / ev["cpu_s"]
+                        if ev["cpu_s"]
+                        else None,
+                    }
+                )
+            await lg.close()
+        finally:
+            await lg.kill()
+    finally:
+        await server.stop()
+    best = max(steps, key=lambda s: s["deliveries_per_s"])
+    return {
+        "steps": steps,
+        "ceiling_deliveries_per_s": best["deliveries_per_s"],
+        "cpu_frac": best["cpu_frac"],
+        "sockets": sizes.calib_sockets,
+    }
+
+
+Measurement = Callable[[Env, str, int], Awaitable[dict[str, Any]]]
