@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -75,13 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     model = "unknown"
-    try:
+    with contextlib.suppress(OSError):  # no /proc: the model stays unknown
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     node_version = None
     node = shutil.which("node")
     if node:
@@ -90,11 +89,9 @@ def machine() -> dict[str, Any]:
         ).stdout.strip()
     versions: dict[str, str] = {}
     for pkg in ("socket.io", "ws", "bufferutil"):
-        try:
+        with contextlib.suppress(OSError, ValueError, KeyError):  # not installed
             meta = json.loads((NODE_DIR / "node_modules" / pkg / "package.json").read_text())
             versions[pkg] = meta["version"]
-        except (OSError, ValueError, KeyError):
-            pass
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,

@@ -144,16 +144,12 @@ def raise_nofile(wanted: int = 200_000) -> int:
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < wanted:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: use the hard limit
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
             return wanted
-        except (ValueError, OSError):
-            pass
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if target > soft:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             return target
-        except (ValueError, OSError):
-            pass
     return soft

@@ -33,7 +33,7 @@ def encode_command(*args: bytes) -> bytes:
 
 
 class _Incomplete(Exception):
-    pass
+    """The buffer ends inside a reply: wait for more bytes."""
 
 
 def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
