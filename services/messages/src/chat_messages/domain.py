@@ -57,37 +57,15 @@ class MessageDraft(msgspec.Struct, frozen=True, kw_only=True):
 
     def stored(self, chat_id: str, seq: int) -> StoredMessage:
         """The message as stored once the store gave it its chat and `seq`."""
-        return StoredMessage(
-            id=self.id,
-            chat_id=chat_id,
-            seq=seq,
-            sender_id=self.sender_id,
-            sender_name=self.sender_name,
-            sender_avatar=self.sender_avatar,
-            client_message_id=self.client_message_id,
-            type=self.type,
-            content=self.content,
-            media_url=self.media_url,
-            reply_to_id=self.reply_to_id,
-            created_at=self.created_at,
-        )
+        return StoredMessage(**msgspec.structs.asdict(self), chat_id=chat_id, seq=seq)
 
 
-class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """A message as stored; `edited_at`/`deleted_at` belong to later features."""
+class StoredMessage(MessageDraft, frozen=True, kw_only=True):
+    """A message as stored: the draft plus its chat and `seq` (and, for later
+    features, `edited_at` / `deleted_at`)."""
 
-    id: str
     chat_id: str
     seq: int
-    sender_id: str
-    sender_name: str
-    sender_avatar: str | None
-    client_message_id: str
-    type: MessageType
-    content: str | None
-    media_url: str | None
-    reply_to_id: str | None
-    created_at: datetime
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
 
