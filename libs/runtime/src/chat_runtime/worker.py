@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -149,7 +150,16 @@ async def wait_for_shutdown() -> None:
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a service's async main on uvloop where it is installed."""
+    """Run a service's async main on uvloop where it is installed.
+
+    Everything imported so far is moved out of the garbage collector's view
+    (`gc.freeze`), and young-generation collections run every 50,000 allocations
+    instead of 700: a service allocates a few hundred short-lived objects per message
+    and frees them by reference counting, so frequent gen-0 passes were pure overhead.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         import uvloop
     except ImportError:
