@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.ours import Ours
-from bench.proc import CpuMeter, CpuSample, rss_bytes, settle
+from bench.proc import CpuMeter, CpuSample, gc_then_rss, rss_bytes, settle
 from bench.runners import LoadGen, NodeServer
 from bench.sizes import Sizes
 
@@ -135,16 +132,7 @@ class Side:
         if self.ours is not None:
             return await self.ours.gc_rss(0)
         assert self.node is not None
-        url = f"http://127.0.0.1:{self.node.port}/gc"
-
-        def post() -> None:
-            req = urllib.request.Request(url, data=b"", method="POST")
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                json.loads(resp.read())
-
-        await asyncio.to_thread(post)
-        await asyncio.sleep(0.2)
-        return rss_bytes(self.node.pid) or 0
+        return await gc_then_rss(f"http://127.0.0.1:{self.node.port}/gc", self.node.pid)
 
     async def settle(self) -> float:
         """Wait until the side is quiet."""
@@ -394,23 +382,11 @@ async def run_fanout(env: Env, kind: str, rep: int) -> dict[str, Any]:
 
             # Warm-up (JIT, caches, first-time allocations); not part of the ramp.
             warmup = await fan_step(sizes.fan_rates[0], sizes.fan_step_s / 2)
-            for rate in sizes.fan_rates:
-                step = await fan_step(rate, sizes.fan_step_s)
-                if not step["passed"] and not step["refused"]:
-                    # one retry: a single hiccup (GC, a noisy neighbour) does not end the ramp
-                    step["retried"] = True
-                    steps.append(step)
-                    step = await fan_step(rate, sizes.fan_step_s)
-                steps.append(step)
-                if step["refused"] or not step["passed"]:
-                    break
+            steps += await run_ramp(sizes.fan_rates, lambda r: fan_step(r, sizes.fan_step_s))
             await lg.close()
         finally:
             await lg.kill()
-    best = None
-    for step in steps:
-        if step["passed"] and not step["refused"]:
-            best = step
+    best = last_passed(steps)
     return {
         "metric": "fanout",
         "warmup": warmup,
@@ -545,22 +521,12 @@ async def run_e2e(
                     )
                     return step
 
-                for rate in sizes.ramp_rates:
-                    step = await ramp_step(rate)
-                    if not step["passed"] and not step["refused"]:
-                        step["retried"] = True  # one retry, as in the fan-out ramp
-                        ramp_steps.append(step)
-                        step = await ramp_step(rate)
-                    ramp_steps.append(step)
-                    if step["refused"] or not step["passed"]:
-                        break
+                ramp_steps += await run_ramp(sizes.ramp_rates, ramp_step)
             await lg.close()
         finally:
             await lg.kill()
-    max_rate = None
-    for step in ramp_steps:
-        if step["passed"] and not step["refused"]:
-            max_rate = step["rate"]
+    passed = last_passed(ramp_steps)
+    max_rate = None if passed is None else passed["rate"]
     return {
         "metric": label,
         "side": kind,
@@ -693,3 +659,27 @@ async def calibrate(env: Env) -> dict[str, Any]:
 
 
 Measurement = Callable[[Env, str, int], Awaitable[dict[str, Any]]]
+
+
+async def run_ramp(
+    rates: Iterable[float], step: Callable[[float], Awaitable[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Run `step` at rising rates until one fails or is refused; a failing step is
+    retried once, so a single hiccup (GC, a noisy neighbour) does not end the ramp."""
+    steps: list[dict[str, Any]] = []
+    for rate in rates:
+        result = await step(rate)
+        if not result["passed"] and not result["refused"]:
+            result["retried"] = True
+            steps.append(result)
+            result = await step(rate)
+        steps.append(result)
+        if result["refused"] or not result["passed"]:
+            break
+    return steps
+
+
+def last_passed(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The highest step that passed and was not refused."""
+    passed = [step for step in steps if step["passed"] and not step["refused"]]
+    return passed[-1] if passed else None

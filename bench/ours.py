@@ -4,16 +4,14 @@ processes on free ports), set up directly over NATS."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from bench.proc import pin, rss_bytes
+from bench.proc import gc_then_rss, pin
 from chat_contracts import subjects
 from chat_contracts.bus import Actor, Fanout
 from chat_contracts.client import GroupCreate
@@ -114,15 +112,7 @@ class Ours:
     async def gc_rss(self, index: int = 0) -> int:
         """`POST /debug/gc` on the gateway, then its RSS in bytes."""
         url = self.stack.gateway_url(index) + "/debug/gc"
-
-        def post() -> None:
-            req = urllib.request.Request(url, data=b"", method="POST")
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                json.loads(resp.read())
-
-        await asyncio.to_thread(post)
-        await asyncio.sleep(0.2)
-        return rss_bytes(self.gateway_pid(index)) or 0
+        return await gc_then_rss(url, self.gateway_pid(index))
 
     async def create_group(self, owner: str, members: list[str], name: str) -> str:
         """A group made by `owner` with `members`, straight through the groups worker."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,3 +155,17 @@ def raise_nofile(wanted: int = 200_000) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             return target
     return soft
+
+
+async def gc_then_rss(url: str, pid: int) -> int:
+    """POST a full-collection endpoint (`/debug/gc` or the reference's `/gc`), let the
+    allocator settle, then the process's RSS in bytes."""
+
+    def post() -> None:
+        req = urllib.request.Request(url, data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            json.loads(resp.read())
+
+    await asyncio.to_thread(post)
+    await asyncio.sleep(0.2)
+    return rss_bytes(pid) or 0
