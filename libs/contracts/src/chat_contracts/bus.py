@@ -153,3 +153,50 @@ class PresenceChanged(msgspec.Struct, kw_only=True, rename="camel", omit_default
     at: str
     name: str | None = None
     avatar: str | None = None
+
+
+# --- Cross-service queries fixed up front so the people, calls and messages work agree ---
+
+
+class BlockQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """`cmd.users.block_state`: is there a block between two users, in either direction?
+
+    The one function every service reads the blocking rule through (messages for DMs,
+    calls for call offers); answered by the users service from its own store.
+    """
+
+    user_id: str
+    other_user_id: str
+
+
+class BlockState(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """The answer to `BlockQuery`: `blocked` when either user blocks the other."""
+
+    blocked: bool
+    #: The user (of the two) who placed the block, when there is one.
+    blocked_by: str | None = None
+
+
+class DevicesQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """`cmd.users.devices`: how many push devices `user_id` has registered."""
+
+    user_id: str
+
+
+class Devices(msgspec.Struct, kw_only=True, rename="camel"):
+    """The answer to `DevicesQuery`."""
+
+    count: int
+
+
+class CallPush(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`evt.calls.push`: ring an offline callee through its push devices (high priority).
+
+    Published by the calls service; delivered by the notifications worker (users).
+    """
+
+    call_id: str
+    callee_id: str
+    caller_id: str
+    caller_name: str
+    call_type: str
