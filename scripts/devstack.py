@@ -28,6 +28,8 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chat_contracts.services import SERVICES, optional_setting
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 DATA = ROOT / ".data"
@@ -54,8 +56,8 @@ DEV_ENV = {
     "CHAT_LOG_LEVEL": "INFO",
 }
 
-#: Worker services, in start order; each runs as `python -m chat_<name>`.
-WORKERS = ("messages", "groups", "users", "calls", "media")
+# Worker services, in start order, are `chat_contracts.services.SERVICES`; each runs
+# as `python -m chat_<name>`.
 
 STOP_GRACE = 10.0
 READY_TIMEOUT = 20.0
@@ -347,6 +349,11 @@ def build(gateways: int) -> tuple[list[Child], list[str]]:
             env["CHAT_JWT_SECRET"] = secret
             env["CHAT_GATEWAY_PORT"] = str(first + GATEWAY_PORT_STEP * i)
             env["CHAT_GATEWAY_ID"] = f"gw-{i + 1}"
+            # The optional services started below; their events are served.
+            env.setdefault(
+                "CHAT_OPTIONAL_SERVICES",
+                optional_setting(s for s in SERVICES if s.runnable),
+            )
             children.append(
                 Child(
                     f"gateway-{i + 1}",
@@ -358,12 +365,12 @@ def build(gateways: int) -> tuple[list[Child], list[str]]:
     else:
         notes.append("chat_gateway has no __main__ yet: no gateway started")
 
-    for name in WORKERS:
-        package = f"chat_{name}"
-        if has_main(package):
-            children.append(Child(name, [python, "-m", package], dict(base)))
-        else:
-            notes.append(f"{package} has no __main__ yet: skipped")
+    workers = [service for service in SERVICES if service.runnable]
+    for service in SERVICES:
+        if not service.runnable:
+            notes.append(f"{service.package} has no __main__ yet: skipped")
+    for service in workers:
+        children.append(Child(service.name, [python, "-m", service.package], dict(base)))
     return children, notes
 
 

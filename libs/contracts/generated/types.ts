@@ -1,6 +1,6 @@
 // Generated from libs/contracts by chat_contracts.codegen. Do not edit.
 
-export type ErrorCode = "VALIDATION_ERROR" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "EDIT_WINDOW_EXPIRED" | "DELETE_WINDOW_EXPIRED" | "BLOCKED" | "RATE_LIMITED" | "PAYLOAD_TOO_LARGE" | "LIMIT_EXCEEDED" | "CONFLICT" | "UNAVAILABLE" | "INTERNAL";
+export type ErrorCode = "VALIDATION_ERROR" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "EDIT_WINDOW_EXPIRED" | "DELETE_WINDOW_EXPIRED" | "BLOCKED" | "RATE_LIMITED" | "PAYLOAD_TOO_LARGE" | "LIMIT_EXCEEDED" | "CONFLICT" | "UNAVAILABLE" | "INTERNAL" | "NOT_IMPLEMENTED";
 
 export interface Ack {
   status: 'ok' | 'error' | 'retry';

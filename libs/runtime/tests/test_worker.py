@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import msgspec
+import pytest
 import pytest_asyncio
 
 from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor, Command, MembersQuery
-from chat_runtime.bus import Bus
+from chat_runtime.bus import Bus, QueryError, result_decoder
 from chat_runtime.worker import Router, Worker
 
 ACTOR = Actor(user_id="alice", name="Alice")
@@ -33,7 +34,7 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
             raise RuntimeError("bug")
         return Echo(group_id=cmd.payload.group_id + ":" + cmd.actor.user_id)
 
-    router.add("echo", MembersQuery, echo)
+    router.internal("echo", MembersQuery, echo)
     worker = Worker(bus, router)
     await worker.start()
     yield bus
@@ -56,7 +57,7 @@ async def test_refusals_become_error_and_retry_replies(bus: Bus) -> None:
     boom = await bus.command("demo", "echo", ACTOR, MembersQuery(group_id="boom"))
     assert (boom.status, boom.code) == ("error", "INTERNAL")
     unknown = await bus.command("demo", "nope", ACTOR, MembersQuery(group_id="g"))
-    assert unknown.code == "NOT_FOUND"
+    assert (unknown.status, unknown.code) == ("error", "NOT_IMPLEMENTED")
 
 
 async def test_a_payload_of_the_wrong_shape_is_a_validation_error(bus: Bus) -> None:
@@ -70,3 +71,37 @@ async def test_no_responders_is_a_retry_not_a_hang(bus: Bus) -> None:
     assert reply.code == "UNAVAILABLE"
     assert reply.retry_after is not None
     assert reply.retry_after > 0
+
+
+# --- Bus.query: one typed request for the internal queries ------------------------
+
+
+class Wrong(msgspec.Struct):
+    group_id: int
+
+
+async def test_query_returns_the_typed_result(bus: Bus) -> None:
+    echoed = await bus.query("cmd.demo.echo", MembersQuery(group_id="g1"), Echo, actor=ACTOR)
+    assert echoed == Echo(group_id="g1:alice")
+
+
+async def test_query_raises_refusals_as_the_service_gave_them(bus: Bus) -> None:
+    with pytest.raises(DomainError) as refused:
+        await bus.query("cmd.demo.echo", MembersQuery(group_id="missing"), Echo, actor=ACTOR)
+    assert (refused.value.code, refused.value.field) == (ErrorCode.NOT_FOUND, "groupId")
+    with pytest.raises(RetryableError) as busy:
+        await bus.query("cmd.demo.echo", MembersQuery(group_id="busy"), Echo, actor=ACTOR)
+    assert (busy.value.code, busy.value.retry_after_ms) == (ErrorCode.UNAVAILABLE, 250)
+    with pytest.raises(RetryableError) as nobody:
+        await bus.query("cmd.nobody.home", MembersQuery(group_id="g"), Echo, actor=ACTOR)
+    assert nobody.value.code is ErrorCode.UNAVAILABLE
+
+
+async def test_query_of_an_unreadable_result_is_a_query_error(bus: Bus) -> None:
+    with pytest.raises(QueryError, match="unreadable Wrong"):
+        await bus.query("cmd.demo.echo", MembersQuery(group_id="g1"), Wrong, actor=ACTOR)
+
+
+def test_result_decoders_are_built_once_per_type() -> None:
+    assert result_decoder(Echo) is result_decoder(Echo)
+    assert result_decoder(Echo) is not result_decoder(Wrong)

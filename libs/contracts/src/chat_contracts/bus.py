@@ -11,6 +11,7 @@ from typing import Generic, Literal, TypeVar
 import msgspec
 
 from chat_contracts.client import Role
+from chat_contracts.ids import Id
 
 T = TypeVar("T")
 
@@ -18,7 +19,7 @@ T = TypeVar("T")
 class Actor(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True):
     """Who asks: the authenticated user (claims `sub`, `name`, `picture`)."""
 
-    user_id: str
+    user_id: Id
     name: str
     avatar: str | None = None
 
@@ -103,8 +104,8 @@ class Empty(msgspec.Struct, kw_only=True):
 class MembershipQuery(msgspec.Struct, kw_only=True, rename="camel"):
     """`cmd.groups.membership`: is `user_id` a member of `group_id`, and in what role."""
 
-    group_id: str
-    user_id: str
+    group_id: Id
+    user_id: Id
 
 
 class Membership(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -120,26 +121,26 @@ class MembershipChanged(msgspec.Struct, kw_only=True, rename="camel", omit_defau
     whole group is gone (`user_id` None). Services caching membership drop their entry.
     """
 
-    group_id: str
-    user_id: str | None = None
+    group_id: Id
+    user_id: Id | None = None
 
 
 class MembersQuery(msgspec.Struct, kw_only=True, rename="camel"):
     """`cmd.groups.members`: every member id of a group the actor belongs to."""
 
-    group_id: str
+    group_id: Id
 
 
 class Members(msgspec.Struct, kw_only=True, rename="camel"):
     """Answer to `cmd.groups.members`."""
 
-    user_ids: list[str]
+    user_ids: list[Id]
 
 
 class ChatIds(msgspec.Struct, kw_only=True, rename="camel"):
     """Answer to `cmd.groups.mine` / `cmd.messages.mine`: the actor's chats."""
 
-    chat_ids: list[str]
+    chat_ids: list[Id]
 
 
 class PresenceChanged(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -148,7 +149,7 @@ class PresenceChanged(msgspec.Struct, kw_only=True, rename="camel", omit_default
     The users service keeps profiles and last-seen times from it.
     """
 
-    user_id: str
+    user_id: Id
     status: str
     at: str
     name: str | None = None
@@ -165,8 +166,8 @@ class BlockQuery(msgspec.Struct, kw_only=True, rename="camel"):
     calls for call offers); answered by the users service from its own store.
     """
 
-    user_id: str
-    other_user_id: str
+    user_id: Id
+    other_user_id: Id
 
 
 class BlockState(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -174,13 +175,13 @@ class BlockState(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=Tru
 
     blocked: bool
     #: The user (of the two) who placed the block, when there is one.
-    blocked_by: str | None = None
+    blocked_by: Id | None = None
 
 
 class DevicesQuery(msgspec.Struct, kw_only=True, rename="camel"):
     """`cmd.users.devices`: how many push devices `user_id` has registered."""
 
-    user_id: str
+    user_id: Id
 
 
 class Devices(msgspec.Struct, kw_only=True, rename="camel"):
@@ -195,8 +196,8 @@ class CallPush(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True)
     Published by the calls service; delivered by the notifications worker (users).
     """
 
-    call_id: str
-    callee_id: str
-    caller_id: str
+    call_id: Id
+    callee_id: Id
+    caller_id: Id
     caller_name: str
     call_type: str

@@ -16,8 +16,9 @@ import msgspec
 from msgspec import Meta
 
 from chat_contracts import limits
+from chat_contracts.ids import Id
 
-Id = Annotated[str, Meta(min_length=1, max_length=limits.MAX_ID_LENGTH)]
+__all__ = ["Id"]  # re-exported: older imports name `client.Id`
 MessageType = Literal["TEXT", "IMAGE", "VIDEO", "AUDIO", "FILE"]
 Role = Literal["ADMIN", "MEMBER"]
 ManualStatus = Literal["online", "away", "busy"]

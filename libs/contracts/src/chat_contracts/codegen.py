@@ -26,7 +26,7 @@ def _all_types() -> list[Any]:
     types: list[Any] = []
     for route in ROUTES:
         types.append(route.payload)
-        if route.result is not None:
+        if route.ack:
             types.append(route.result)
     types.extend(SERVER_EVENTS.values())
     return list(dict.fromkeys(types))
@@ -65,7 +65,10 @@ def asyncapi() -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{cid}"},
             "messages": [{"$ref": f"#/channels/{cid}/messages/{name}"}],
         }
-        if route.result is not None:
+        if not route.served:
+            # No worker handles it yet: the gateway acks NOT_IMPLEMENTED.
+            op["x-served"] = False
+        if route.ack:
             ack = f"{cid}_ack"
             message(ack, route.event, route.result.__name__, "ack result (merged next to status)")
             channel["messages"][ack] = {"$ref": f"#/components/messages/{ack}"}
@@ -148,11 +151,7 @@ def typescript() -> str:
         lines.append("}\n")
     lines.append("export interface ClientToServerEvents {")
     for route in ROUTES:
-        cb = (
-            f", ack: (ack: Ack & Partial<{route.result.__name__}>) => void"
-            if route.result is not None
-            else ""
-        )
+        cb = f", ack: (ack: Ack & Partial<{route.result.__name__}>) => void" if route.ack else ""
         lines.append(
             f"  {json.dumps(route.event)}: (payload: {route.payload.__name__}{cb}) => void;"
         )

@@ -21,6 +21,8 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "CONFLICT"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    #: An event this deployment does not serve (no handler yet, or calls/media left out).
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
 
 
 class DomainError(Exception):

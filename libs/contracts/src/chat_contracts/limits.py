@@ -33,3 +33,21 @@ PRESENCE_GRACE_MS: Final = 10_000
 REPLY_PREVIEW_LENGTH: Final = 200
 #: Reactions: at most this many `userIds` listed per emoji.
 REACTION_USER_IDS_SHOWN: Final = 20
+
+# --- gateway defaults (PROTOCOL.md); each is a `CHAT_*` setting of the gateway ----------
+#: How long a command may wait for its worker pool before the ack says retry (ms).
+ACK_TIMEOUT_MS: Final = 5_000
+#: A gateway's presence entries in Redis expire this long after it stops refreshing (ms).
+PRESENCE_LEASE_MS: Final = 60_000
+#: Rate limits per user (token buckets): `message:send` ...
+RATE_SEND_PER_S: Final = 5.0
+RATE_SEND_BURST: Final = 10
+#: ... `typing:*` ...
+RATE_TYPING_PER_S: Final = 5.0
+#: ... and every other command.
+RATE_OTHER_PER_MIN: Final = 60.0
+#: Engine.IO heartbeat: a ping every interval, answered within the timeout (ms).
+PING_INTERVAL_MS: Final = 25_000
+PING_TIMEOUT_MS: Final = 20_000
+#: permessage-deflate only for WebSocket frames above this size (bytes).
+DEFLATE_THRESHOLD: Final = 1_024

@@ -1,95 +1,325 @@
-"""The client event table: which payload each event takes and who answers it.
+"""The client event table: which payload each event takes, who answers it, and how.
 
 The gateway registers one Socket.IO handler per row: it validates the payload against
 `payload`, then either forwards it as `cmd.<domain>.<action>` (request/reply) or, where
 `domain` is ``GATEWAY``, handles it itself (typing and presence live in the gateway).
+
+Each row is a module constant typed `Route[Payload, Result]`, so that a worker
+registers its handler with `Router.route(routes.MESSAGE_SEND, handler)` and mypy checks
+the handler's `Command[...]` payload and its result against the row. A row whose
+handler does not exist yet says `served=False`: the gateway answers it with
+NOT_IMPLEMENTED at once, and a worker that registers it (or lacks a served one of its
+domain) refuses to start. Flip the flag in the same change that adds the handler.
 """
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
 
 from chat_contracts import client as c
 from chat_contracts import server as o
+from chat_contracts import services
 from chat_contracts import subjects as s
 
 GATEWAY: Final = "gateway"
 
+P = TypeVar("P", bound=c.Payload)
+R = TypeVar("R")
 
-class Route(NamedTuple):
+#: The `result` of an event without an acknowledgement: its handler returns None.
+NO_ACK: Final[type[None]] = type(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[P, R]):
     """One client→server event."""
 
     event: str
-    payload: type[c.Payload]
+    payload: type[P]
     domain: str
     action: str
-    #: The ack's result fields (merged next to `status`); None = no ack at all.
-    result: type[o.Out] | None = o.Empty
+    #: The ack's result fields (merged next to `status`); `NO_ACK` = no ack at all.
+    result: type[R]
+    #: False while no worker handles it: the gateway answers NOT_IMPLEMENTED.
+    served: bool = True
 
     @property
     def ack(self) -> bool:
         """Whether the client gets an acknowledgement."""
-        return self.result is not None
+        return self.result is not NO_ACK
 
 
-ROUTES: Final[tuple[Route, ...]] = (
-    # messages
-    Route("message:send", c.MessageSend, s.MESSAGES, "send", o.MessageResult),
-    Route("messages:history", c.HistoryRequest, s.MESSAGES, "history", o.HistoryResult),
-    Route("sync", c.SyncRequest, s.MESSAGES, "sync", o.SyncResult),
-    Route("message:read", c.MessageRead, s.MESSAGES, "read", o.ReadResult),
-    Route("message:edit", c.MessageEdit, s.MESSAGES, "edit", o.MessageResult),
-    Route("message:delete", c.MessageDelete, s.MESSAGES, "delete", o.Empty),
-    Route("message:reaction:add", c.ReactionChange, s.MESSAGES, "reaction_add", o.ReactionsResult),
-    Route(
-        "message:reaction:remove",
-        c.ReactionChange,
-        s.MESSAGES,
-        "reaction_remove",
-        o.ReactionsResult,
-    ),
-    Route("message:history:edits", c.EditsQuery, s.MESSAGES, "edits", o.EditsResult),
-    Route("message:pin", c.MessagePinChange, s.MESSAGES, "pin", o.Empty),
-    Route("message:unpin", c.MessagePinChange, s.MESSAGES, "unpin", o.Empty),
-    Route("pins:list", c.PinsList, s.MESSAGES, "pins", o.PinsResult),
-    Route("message:forward", c.MessageForward, s.MESSAGES, "forward", o.MessageResult),
-    Route("message:broadcast", c.MessageBroadcast, s.MESSAGES, "broadcast", o.BroadcastResult),
-    Route("search:messages", c.SearchMessages, s.MESSAGES, "search", o.SearchResults),
-    Route("conversation:mute", c.ChatMute, s.MESSAGES, "mute", o.Empty),
-    Route("conversation:unmute", c.ChatMute, s.MESSAGES, "unmute", o.Empty),
-    # groups
-    Route("group:create", c.GroupCreate, s.GROUPS, "create", o.GroupResult),
-    Route("group:update", c.GroupUpdate, s.GROUPS, "update", o.GroupResult),
-    Route("group:delete", c.GroupRef, s.GROUPS, "delete", o.Empty),
-    Route("group:member:add", c.GroupMemberAdd, s.GROUPS, "member_add", o.GroupResult),
-    Route("group:member:remove", c.GroupMemberRemove, s.GROUPS, "member_remove", o.GroupResult),
-    Route("group:member:role", c.GroupMemberRole, s.GROUPS, "member_role", o.GroupResult),
-    Route("groups:list", c.GroupsList, s.GROUPS, "list", o.GroupsResult),
-    Route("group:get", c.GroupRef, s.GROUPS, "get", o.GroupResult),
-    # users
-    Route("status:set", c.StatusSet, s.USERS, "status_set", o.Empty),
-    Route("user:block", c.UserRef, s.USERS, "block", o.Empty),
-    Route("user:unblock", c.UserRef, s.USERS, "unblock", o.Empty),
-    Route("notification:register", c.NotificationRegister, s.USERS, "device_register", o.Empty),
-    Route(
-        "notification:unregister", c.NotificationUnregister, s.USERS, "device_unregister", o.Empty
-    ),
-    Route("presence:last_seen", c.LastSeenQuery, s.USERS, "last_seen", o.LastSeenResult),
-    # calls
-    Route("call:offer", c.CallOffer, s.CALLS, "offer", o.CallOfferResult),
-    Route("call:answer", c.CallAnswer, s.CALLS, "answer", o.Empty),
-    Route("call:ice-candidate", c.CallIce, s.CALLS, "ice", None),
-    Route("call:reject", c.CallRef, s.CALLS, "reject", o.Empty),
-    Route("call:end", c.CallRef, s.CALLS, "end", o.Empty),
-    # handled inside the gateway
-    Route("typing:start", c.TypingChange, GATEWAY, "typing_start", None),
-    Route("typing:stop", c.TypingChange, GATEWAY, "typing_stop", None),
-    Route("presence:set", c.PresenceSet, GATEWAY, "presence_set", o.Empty),
-    Route("presence:query", c.PresenceQuery, GATEWAY, "presence_query", o.PresencePage),
-    Route("presence:subscribe", c.PresenceSubscribe, GATEWAY, "presence_subscribe", o.Empty),
+# --- messages ----------------------------------------------------------------
+
+MESSAGE_SEND: Final = Route("message:send", c.MessageSend, s.MESSAGES, "send", o.MessageResult)
+MESSAGES_HISTORY: Final = Route(
+    "messages:history",
+    c.HistoryRequest,
+    s.MESSAGES,
+    "history",
+    o.HistoryResult,
+)
+SYNC: Final = Route("sync", c.SyncRequest, s.MESSAGES, "sync", o.SyncResult)
+MESSAGE_READ: Final = Route("message:read", c.MessageRead, s.MESSAGES, "read", o.ReadResult)
+MESSAGE_EDIT: Final = Route(
+    "message:edit",
+    c.MessageEdit,
+    s.MESSAGES,
+    "edit",
+    o.MessageResult,
+    served=False,
+)
+MESSAGE_DELETE: Final = Route(
+    "message:delete",
+    c.MessageDelete,
+    s.MESSAGES,
+    "delete",
+    o.Empty,
+    served=False,
+)
+MESSAGE_REACTION_ADD: Final = Route(
+    "message:reaction:add",
+    c.ReactionChange,
+    s.MESSAGES,
+    "reaction_add",
+    o.ReactionsResult,
+    served=False,
+)
+MESSAGE_REACTION_REMOVE: Final = Route(
+    "message:reaction:remove",
+    c.ReactionChange,
+    s.MESSAGES,
+    "reaction_remove",
+    o.ReactionsResult,
+    served=False,
+)
+MESSAGE_HISTORY_EDITS: Final = Route(
+    "message:history:edits",
+    c.EditsQuery,
+    s.MESSAGES,
+    "edits",
+    o.EditsResult,
+    served=False,
+)
+MESSAGE_PIN: Final = Route(
+    "message:pin",
+    c.MessagePinChange,
+    s.MESSAGES,
+    "pin",
+    o.Empty,
+    served=False,
+)
+MESSAGE_UNPIN: Final = Route(
+    "message:unpin",
+    c.MessagePinChange,
+    s.MESSAGES,
+    "unpin",
+    o.Empty,
+    served=False,
+)
+PINS_LIST: Final = Route("pins:list", c.PinsList, s.MESSAGES, "pins", o.PinsResult, served=False)
+MESSAGE_FORWARD: Final = Route(
+    "message:forward",
+    c.MessageForward,
+    s.MESSAGES,
+    "forward",
+    o.MessageResult,
+    served=False,
+)
+MESSAGE_BROADCAST: Final = Route(
+    "message:broadcast",
+    c.MessageBroadcast,
+    s.MESSAGES,
+    "broadcast",
+    o.BroadcastResult,
+    served=False,
+)
+SEARCH_MESSAGES: Final = Route(
+    "search:messages",
+    c.SearchMessages,
+    s.MESSAGES,
+    "search",
+    o.SearchResults,
+    served=False,
+)
+CONVERSATION_MUTE: Final = Route(
+    "conversation:mute",
+    c.ChatMute,
+    s.MESSAGES,
+    "mute",
+    o.Empty,
+    served=False,
+)
+CONVERSATION_UNMUTE: Final = Route(
+    "conversation:unmute",
+    c.ChatMute,
+    s.MESSAGES,
+    "unmute",
+    o.Empty,
+    served=False,
+)
+
+# --- groups ------------------------------------------------------------------
+
+GROUP_CREATE: Final = Route("group:create", c.GroupCreate, s.GROUPS, "create", o.GroupResult)
+GROUP_UPDATE: Final = Route("group:update", c.GroupUpdate, s.GROUPS, "update", o.GroupResult)
+GROUP_DELETE: Final = Route("group:delete", c.GroupRef, s.GROUPS, "delete", o.Empty)
+GROUP_MEMBER_ADD: Final = Route(
+    "group:member:add",
+    c.GroupMemberAdd,
+    s.GROUPS,
+    "member_add",
+    o.GroupResult,
+)
+GROUP_MEMBER_REMOVE: Final = Route(
+    "group:member:remove",
+    c.GroupMemberRemove,
+    s.GROUPS,
+    "member_remove",
+    o.GroupResult,
+)
+GROUP_MEMBER_ROLE: Final = Route(
+    "group:member:role",
+    c.GroupMemberRole,
+    s.GROUPS,
+    "member_role",
+    o.GroupResult,
+)
+GROUPS_LIST: Final = Route("groups:list", c.GroupsList, s.GROUPS, "list", o.GroupsResult)
+GROUP_GET: Final = Route("group:get", c.GroupRef, s.GROUPS, "get", o.GroupResult)
+
+# --- users -------------------------------------------------------------------
+
+STATUS_SET: Final = Route("status:set", c.StatusSet, s.USERS, "status_set", o.Empty, served=False)
+USER_BLOCK: Final = Route("user:block", c.UserRef, s.USERS, "block", o.Empty, served=False)
+USER_UNBLOCK: Final = Route("user:unblock", c.UserRef, s.USERS, "unblock", o.Empty, served=False)
+NOTIFICATION_REGISTER: Final = Route(
+    "notification:register",
+    c.NotificationRegister,
+    s.USERS,
+    "device_register",
+    o.Empty,
+    served=False,
+)
+NOTIFICATION_UNREGISTER: Final = Route(
+    "notification:unregister",
+    c.NotificationUnregister,
+    s.USERS,
+    "device_unregister",
+    o.Empty,
+    served=False,
+)
+PRESENCE_LAST_SEEN: Final = Route(
+    "presence:last_seen",
+    c.LastSeenQuery,
+    s.USERS,
+    "last_seen",
+    o.LastSeenResult,
+)
+
+# --- calls (optional component) ----------------------------------------------
+
+CALL_OFFER: Final = Route(
+    "call:offer",
+    c.CallOffer,
+    s.CALLS,
+    "offer",
+    o.CallOfferResult,
+    served=False,
+)
+CALL_ANSWER: Final = Route("call:answer", c.CallAnswer, s.CALLS, "answer", o.Empty, served=False)
+CALL_ICE_CANDIDATE: Final = Route(
+    "call:ice-candidate",
+    c.CallIce,
+    s.CALLS,
+    "ice",
+    NO_ACK,
+    served=False,
+)
+CALL_REJECT: Final = Route("call:reject", c.CallRef, s.CALLS, "reject", o.Empty, served=False)
+CALL_END: Final = Route("call:end", c.CallRef, s.CALLS, "end", o.Empty, served=False)
+
+# --- handled inside the gateway ----------------------------------------------
+
+TYPING_START: Final = Route("typing:start", c.TypingChange, GATEWAY, "typing_start", NO_ACK)
+TYPING_STOP: Final = Route("typing:stop", c.TypingChange, GATEWAY, "typing_stop", NO_ACK)
+PRESENCE_SET: Final = Route("presence:set", c.PresenceSet, GATEWAY, "presence_set", o.Empty)
+PRESENCE_QUERY: Final = Route(
+    "presence:query",
+    c.PresenceQuery,
+    GATEWAY,
+    "presence_query",
+    o.PresencePage,
+)
+PRESENCE_SUBSCRIBE: Final = Route(
+    "presence:subscribe",
+    c.PresenceSubscribe,
+    GATEWAY,
+    "presence_subscribe",
+    o.Empty,
+)
+
+#: Every client event, in the order of the sections above.
+ROUTES: Final[tuple[Route[Any, Any], ...]] = (
+    MESSAGE_SEND,
+    MESSAGES_HISTORY,
+    SYNC,
+    MESSAGE_READ,
+    MESSAGE_EDIT,
+    MESSAGE_DELETE,
+    MESSAGE_REACTION_ADD,
+    MESSAGE_REACTION_REMOVE,
+    MESSAGE_HISTORY_EDITS,
+    MESSAGE_PIN,
+    MESSAGE_UNPIN,
+    PINS_LIST,
+    MESSAGE_FORWARD,
+    MESSAGE_BROADCAST,
+    SEARCH_MESSAGES,
+    CONVERSATION_MUTE,
+    CONVERSATION_UNMUTE,
+    GROUP_CREATE,
+    GROUP_UPDATE,
+    GROUP_DELETE,
+    GROUP_MEMBER_ADD,
+    GROUP_MEMBER_REMOVE,
+    GROUP_MEMBER_ROLE,
+    GROUPS_LIST,
+    GROUP_GET,
+    STATUS_SET,
+    USER_BLOCK,
+    USER_UNBLOCK,
+    NOTIFICATION_REGISTER,
+    NOTIFICATION_UNREGISTER,
+    PRESENCE_LAST_SEEN,
+    CALL_OFFER,
+    CALL_ANSWER,
+    CALL_ICE_CANDIDATE,
+    CALL_REJECT,
+    CALL_END,
+    TYPING_START,
+    TYPING_STOP,
+    PRESENCE_SET,
+    PRESENCE_QUERY,
+    PRESENCE_SUBSCRIBE,
 )
 
 BY_EVENT: Final = {r.event: r for r in ROUTES}
+
+
+def unserved(
+    deployed_optional: Collection[str], table: Collection[Route[Any, Any]] = ROUTES
+) -> frozenset[str]:
+    """The events a gateway answers with NOT_IMPLEMENTED: routes no worker serves yet,
+    and those of optional services (calls, media) the deployment does not run."""
+    return frozenset(
+        r.event
+        for r in table
+        if not r.served or (r.domain in services.OPTIONAL and r.domain not in deployed_optional)
+    )
+
 
 #: Server→client events and their payloads.
 SERVER_EVENTS: Final[dict[str, type[o.Out]]] = {

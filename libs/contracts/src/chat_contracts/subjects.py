@@ -1,8 +1,17 @@
-"""NATS subject names. Everything that builds a subject string goes through here."""
+"""NATS subject names. Everything that builds a subject string goes through here.
+
+Every part that comes from outside (a user id, a chat id) must be in the id alphabet
+(`chat_contracts.ids`), and domains and actions in a stricter name alphabet: a `*`,
+`>`, `.` or space in a subject would widen or break it (`rt.user.*` reaches every
+user). The builders raise `ValueError` rather than build such a subject.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Final
+
+from chat_contracts.ids import check_id
 
 #: Commands: request/reply, one queue group per domain (`cmd.<domain>.<action>`).
 COMMAND_PREFIX: Final = "cmd"
@@ -12,25 +21,44 @@ ROOM_PREFIX: Final = "rt.room."
 #: Domain events between services: `evt.<domain>.<name>`.
 EVENT_PREFIX: Final = "evt"
 
+#: Domains, actions and event names are ours: lower-case words joined by `_`.
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _name(value: str, what: str) -> str:
+    if _NAME.fullmatch(value) is None:
+        raise ValueError(f"{what} {value[:80]!r} is not a subject name (a-z, 0-9, _)")
+    return value
+
 
 def command(domain: str, action: str) -> str:
     """Subject of a command handled by the `domain` worker pool."""
-    return f"{COMMAND_PREFIX}.{domain}.{action}"
+    return f"{COMMAND_PREFIX}.{_name(domain, 'domain')}.{_name(action, 'action')}"
+
+
+def commands_of(domain: str) -> str:
+    """The wildcard a `domain` worker subscribes to: every `cmd.<domain>.<action>`."""
+    return f"{COMMAND_PREFIX}.{_name(domain, 'domain')}.*"
+
+
+def command_prefix(domain: str) -> str:
+    """`cmd.<domain>.`: what precedes the action in the subjects of `commands_of`."""
+    return f"{COMMAND_PREFIX}.{_name(domain, 'domain')}."
 
 
 def user(user_id: str) -> str:
     """Subject a gateway subscribes to while it holds a socket of `user_id`."""
-    return USER_PREFIX + user_id
+    return USER_PREFIX + check_id(user_id, "user id")
 
 
 def room(chat_id: str) -> str:
     """Subject a gateway subscribes to while it holds a socket of a member of `chat_id`."""
-    return ROOM_PREFIX + chat_id
+    return ROOM_PREFIX + check_id(chat_id, "chat id")
 
 
 def event(domain: str, name: str) -> str:
     """Subject of a domain event published by `domain`."""
-    return f"{EVENT_PREFIX}.{domain}.{name}"
+    return f"{EVENT_PREFIX}.{_name(domain, 'domain')}.{_name(name, 'event name')}"
 
 
 # Domain names (queue groups).
@@ -42,4 +70,4 @@ MEDIA: Final = "media"
 
 
 #: Membership changes of groups (see `bus.MembershipChanged`).
-GROUP_MEMBERSHIP_CHANGED: Final = f"{EVENT_PREFIX}.{GROUPS}.membership"
+GROUP_MEMBERSHIP_CHANGED: Final = event(GROUPS, "membership")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from chat_contracts import ErrorCode, subjects
+from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
 from chat_contracts.bus import Actor, Command, Fanout, Frame, Reply
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 _msgpack = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 _reply_decoder = msgspec.msgpack.Decoder(Reply)
+#: One result decoder per type, built on first use (see the module docstring).
+_result_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+T = TypeVar("T")
 
 #: How long a client waits for a worker pool before it is told to retry (ms).
 DEFAULT_REQUEST_TIMEOUT_MS = 5_000
@@ -52,6 +56,51 @@ def unavailable(retry_after_ms: int = UNAVAILABLE_RETRY_AFTER_MS) -> Reply:
         error="service unavailable, retry later",
         retry_after=retry_after_ms,
     )
+
+
+class QueryError(Exception):
+    """A service answered `ok` with a result that is not the agreed type (a contract bug
+    between two services, not the client's fault)."""
+
+
+def result_decoder(result_type: type[T]) -> msgspec.msgpack.Decoder[T]:
+    """The cached msgpack decoder of `result_type`."""
+    decoder = _result_decoders.get(result_type)
+    if decoder is None:
+        decoder = _result_decoders[result_type] = msgspec.msgpack.Decoder(result_type)
+    return decoder
+
+
+def _code(code: str | None, default: ErrorCode) -> ErrorCode:
+    try:
+        return ErrorCode(code) if code else default
+    except ValueError:
+        return default
+
+
+def reply_result(reply: Reply, result_type: type[T]) -> T:
+    """The result of a reply as `result_type`; a refusal raises as the service gave it.
+
+    `retry` → `RetryableError`, `error` → `DomainError` (same code and field), `ok`
+    without a readable result → `QueryError`.
+    """
+    if reply.status == "retry":
+        raise RetryableError(
+            _code(reply.code, ErrorCode.UNAVAILABLE),
+            reply.error or "service unavailable",
+            retry_after_ms=reply.retry_after or UNAVAILABLE_RETRY_AFTER_MS,
+        )
+    if reply.status == "error":
+        raise DomainError(
+            _code(reply.code, ErrorCode.INTERNAL), reply.error or "refused", field=reply.field
+        )
+    if reply.result is None:
+        raise QueryError(f"ok without a result (expected {result_type.__name__})")
+    try:
+        return result_decoder(result_type).decode(reply.result)
+    except msgspec.DecodeError as exc:
+        # Not a ValidationError: a worker's Router would blame the client's payload.
+        raise QueryError(f"unreadable {result_type.__name__}: {exc}") from None
 
 
 class Bus:
@@ -116,6 +165,23 @@ class Bus:
         """Send `cmd.<domain>.<action>` with the actor and a payload Struct."""
         body = encode(Command(actor=actor, payload=payload, origin_sid=origin_sid))
         return await self.request(subjects.command(domain, action), body, timeout_ms)
+
+    async def query(
+        self,
+        subject: str,
+        payload: Any,
+        result_type: type[T],
+        *,
+        actor: Actor,
+        timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS,
+    ) -> T:
+        """An internal request (`cmd.groups.membership`...) and its typed result.
+
+        Raises `RetryableError` when nobody answered in time or the service said retry,
+        `DomainError` when it refused, `QueryError` when its result is unreadable.
+        """
+        body = encode(Command(actor=actor, payload=payload))
+        return reply_result(await self.request(subject, body, timeout_ms), result_type)
 
     async def publish(self, subject: str, data: bytes) -> None:
         """Fire and forget (fan-out is at-most-once; `sync` repairs gaps)."""

@@ -1,9 +1,15 @@
 """The worker runner: one queue-group subscription per domain, one handler per command.
 
-A handler is `async (Command[P]) -> Struct | None`: it decodes nothing and encodes
-nothing itself. The runner decodes the command with the decoder built for `P` at
-registration, maps `DomainError` / `RetryableError` / `msgspec.ValidationError` to
-error and retry replies, and answers every request exactly once.
+A handler is `async (Command[P]) -> R`: it decodes nothing and encodes nothing itself.
+The runner decodes the command with the decoder built for `P` at registration, maps
+`DomainError` / `RetryableError` / `msgspec.ValidationError` to error and retry
+replies, and answers every request exactly once.
+
+Client commands are registered from the routes table (`Router.route`), which ties the
+handler's payload and result types to the row; internal queries between services
+(`cmd.groups.membership`...) through `Router.internal`. `Router.check` (run by
+`Worker.start`) refuses a router that lacks a served route of its domain or handles an
+unserved one, so the table and the workers cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -22,12 +28,19 @@ from nats.aio.msg import Msg
 
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
 from chat_contracts.bus import Command, Reply
+from chat_contracts.client import Payload
+from chat_contracts.routes import ROUTES, Route
+from chat_contracts.server import Empty
 from chat_runtime.bus import Bus, encode
 
 log = logging.getLogger(__name__)
 
 P = TypeVar("P")
-Handler = Callable[[Command[Any]], Awaitable[msgspec.Struct | None]]
+#: A client payload (the routes table's `P`) and the ack result it gets.
+CP = TypeVar("CP", bound=Payload)
+R = TypeVar("R")
+#: What the runner calls: the typing is checked where it is registered.
+Handler = Callable[[Command[Any]], Awaitable[Any]]
 
 _EMPTY_RESULT = encode({})
 
@@ -50,19 +63,67 @@ def validation_reply(exc: msgspec.ValidationError) -> Reply:
     return Reply(status="error", code=ErrorCode.VALIDATION_ERROR.value, error=text, field=field)
 
 
+class RouterError(ValueError):
+    """A router that does not match the routes table; the worker must not start."""
+
+
 class Router:
     """The command table of one domain."""
 
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, routes: Sequence[Route[Any, Any]] = ROUTES) -> None:
         self.domain = domain
         self._entries: dict[str, _Entry[Any]] = {}
+        #: This domain's rows of the client table, by action.
+        self._routes = {r.action: r for r in routes if r.domain == domain}
 
-    def add(self, action: str, payload: type[P], handler: Handler) -> None:
-        """Register the handler of `cmd.<domain>.<action>` for payloads of type `payload`."""
+    def route(
+        self, route: Route[CP, R], handler: Callable[[Command[CP]], Awaitable[R | Empty]]
+    ) -> None:
+        """Serve a client event's route: the handler takes its payload, returns its result.
+
+        `Empty` is always allowed: an ack with no result fields (the generated
+        TypeScript declares every ack result `Partial<...>`).
+        """
+        if self._routes.get(route.action) is not route:
+            raise RouterError(f"{route.event} is not a route of domain {self.domain}")
+        self._register(route.action, route.payload, handler)
+
+    def internal(
+        self,
+        action: str,
+        payload: type[P],
+        handler: Callable[[Command[P]], Awaitable[msgspec.Struct | None]],
+    ) -> None:
+        """Serve a query or notice between services (`cmd.<domain>.<action>`), no client
+        event: `cmd.groups.membership`, `cmd.messages.mine`..."""
+        if action in self._routes:
+            raise RouterError(f"{self.domain}.{action} is a client route: register it with route()")
+        self._register(action, payload, handler)
+
+    def _register(self, action: str, payload: type[Any], handler: Handler) -> None:
+        subjects.command(self.domain, action)  # refuses a name outside the alphabet
         if action in self._entries:
-            raise ValueError(f"{self.domain}.{action} registered twice")
-        decoder: msgspec.msgpack.Decoder[Command[P]] = msgspec.msgpack.Decoder(Command[payload])  # type: ignore[valid-type]
+            raise RouterError(f"{self.domain}.{action} registered twice")
+        decoder: msgspec.msgpack.Decoder[Command[Any]] = msgspec.msgpack.Decoder(
+            Command[payload]  # type: ignore[valid-type]
+        )
         self._entries[action] = _Entry(decoder, handler)
+
+    def check(self) -> None:
+        """Raise `RouterError` unless this router serves exactly its domain's served routes."""
+        rows = self._routes.values()
+        missing = [r.event for r in rows if r.served and r.action not in self._entries]
+        early = [r.event for r in rows if not r.served and r.action in self._entries]
+        problems: list[str] = []
+        if missing:
+            problems.append(f"no handler for served route(s) {', '.join(missing)}")
+        if early:
+            problems.append(
+                f"handler(s) for route(s) marked served=False: {', '.join(early)} "
+                "(set served=True in chat_contracts.routes)"
+            )
+        if problems:
+            raise RouterError(f"{self.domain} worker: " + "; ".join(problems))
 
     @property
     def actions(self) -> list[str]:
@@ -73,8 +134,12 @@ class Router:
         """Run one command and build its reply; never raises."""
         entry = self._entries.get(action)
         if entry is None:
+            # Not served by this worker (an older worker behind a newer gateway): a
+            # retry would get the same answer.
             return Reply(
-                status="error", code=ErrorCode.NOT_FOUND.value, error=f"unknown command {action}"
+                status="error",
+                code=ErrorCode.NOT_IMPLEMENTED.value,
+                error=f"unknown command {self.domain}.{action}",
             )
         try:
             command = entry.decoder.decode(data)
@@ -103,7 +168,7 @@ class Worker:
     def __init__(self, bus: Bus, router: Router, max_in_flight: int = 64) -> None:
         self._bus = bus
         self._router = router
-        self._prefix_len = len(subjects.command(router.domain, ""))
+        self._prefix_len = len(subjects.command_prefix(router.domain))
         # Commands run concurrently (a store call waits on I/O) but bounded, so that a
         # burst queues in NATS rather than in this process's memory.
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -111,8 +176,10 @@ class Worker:
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
-        """Subscribe; commands are served from now on."""
-        subject = subjects.command(self._router.domain, "*")
+        """Check the router against the routes table, subscribe; commands are served
+        from now on. Raises `RouterError` when the router and the table disagree."""
+        self._router.check()
+        subject = subjects.commands_of(self._router.domain)
         sub = await self._bus.subscribe(subject, self._on_message, queue=self._router.domain)
         self._subscriptions.append(sub)
         await self._bus.flush()

@@ -17,6 +17,7 @@ from typing import Any
 
 import jwt
 
+from chat_contracts.services import BY_NAME, SERVICES, optional_setting
 from chat_testkit.servers import NatsServer, RedisServer, ServiceProcess
 
 AUDIENCE = "chat-test"
@@ -30,7 +31,10 @@ class Stack:
 
     workdir: Path
     gateways: int = 2
-    workers: tuple[str, ...] = ("messages", "groups", "users")
+    #: Every service of `chat_contracts.services` that has its worker yet.
+    workers: tuple[str, ...] = field(
+        default_factory=lambda: tuple(s.name for s in SERVICES if s.runnable)
+    )
     overrides: dict[str, str] = field(default_factory=dict)
     secret: str = field(default_factory=lambda: secrets.token_hex(32))
     nats: NatsServer | None = None
@@ -53,6 +57,7 @@ class Stack:
             CHAT_GATEWAY_PORT="0",
             CHAT_ALLOWED_ORIGINS=ALLOWED_ORIGIN,
             CHAT_LOG_LEVEL="INFO",
+            CHAT_OPTIONAL_SERVICES=optional_setting(BY_NAME[w] for w in self.workers),
         )
         env.update(self.overrides)
         env.update(extra)

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from chat_contracts import ErrorCode
+from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Reply
 
 Ack = dict[str, Any]
@@ -58,3 +58,10 @@ def validation(exc: msgspec.ValidationError) -> Ack:
     text = str(exc)
     field = text.rsplit("at `$.", 1)[1].rstrip("`") if "at `$." in text else None
     return error(ErrorCode.VALIDATION_ERROR, text, field)
+
+
+def refusal(exc: DomainError | RetryableError) -> Ack:
+    """The ack of a refusal raised by a service query (`Bus.query`)."""
+    if isinstance(exc, RetryableError):
+        return retry(exc.code, exc.message, exc.retry_after_ms)
+    return error(exc.code, exc.message, exc.field)

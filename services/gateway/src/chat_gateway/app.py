@@ -22,7 +22,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chat_contracts import ErrorCode, limits, subjects
+from chat_contracts import DomainError, ErrorCode, RetryableError, ids, limits, subjects
 from chat_contracts import client as c
 from chat_contracts import server as s
 from chat_contracts.bus import (
@@ -37,7 +37,7 @@ from chat_contracts.bus import (
     MembersQuery,
     PresenceChanged,
 )
-from chat_contracts.routes import BY_EVENT, GATEWAY, ROUTES, Route
+from chat_contracts.routes import BY_EVENT, GATEWAY, ROUTES, Route, unserved
 from chat_gateway import acks, jsonmod
 from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, OutFrame, SioConnection
@@ -48,16 +48,17 @@ from chat_gateway.ratelimit import Bucket, RateLimiter
 from chat_gateway.registry import LocalSocket, Registry
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.typing_relay import TypingRelay
-from chat_runtime.bus import Bus, encode, encode_json
+from chat_runtime.bus import Bus, QueryError, encode, encode_json
 from chat_runtime.clock import Clock, SystemClock, iso
 
 log = logging.getLogger(__name__)
 
 LocalHandler = Callable[[LocalSocket, Any], Awaitable[acks.Ack]]
 
-_chat_ids = msgspec.msgpack.Decoder(ChatIds)
-_members = msgspec.msgpack.Decoder(Members)
-_membership = msgspec.msgpack.Decoder(Membership)
+_GROUPS_MINE = subjects.command(subjects.GROUPS, "mine")
+_MESSAGES_MINE = subjects.command(subjects.MESSAGES, "mine")
+_MEMBERSHIP = subjects.command(subjects.GROUPS, "membership")
+_MEMBERS = subjects.command(subjects.GROUPS, "members")
 
 #: How long a group's member count is trusted for the typing size rule (s).
 MEMBER_COUNT_TTL_S = 30.0
@@ -119,6 +120,8 @@ class Gateway:
         }
         #: One JSON decoder per event, built once (msgspec: reuse decoders).
         self._decoders = {route.event: msgspec.json.Decoder(route.payload) for route in ROUTES}
+        #: Answered NOT_IMPLEMENTED at once (no handler yet, or a service left out).
+        self._unserved = unserved(settings.optional_services)
         self._member_counts: dict[str, tuple[float, int]] = {}
         self._grace: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -232,16 +235,14 @@ class Gateway:
 
     async def _chats_of(self, actor: Actor) -> list[str]:
         """Every chat (groups and DMs) of the user: the rooms its sockets join."""
-        groups, dms = await asyncio.gather(
-            self.bus.command(subjects.GROUPS, "mine", actor, Empty()),
-            self.bus.command(subjects.MESSAGES, "mine", actor, Empty()),
-        )
-        rooms: list[str] = []
-        for reply in (groups, dms):
-            if reply.status != "ok" or reply.result is None:
-                raise _Unavailable(reply.error or "chat list unavailable")
-            rooms.extend(_chat_ids.decode(reply.result).chat_ids)
-        return rooms
+        try:
+            groups, dms = await asyncio.gather(
+                self.bus.query(_GROUPS_MINE, Empty(), ChatIds, actor=actor),
+                self.bus.query(_MESSAGES_MINE, Empty(), ChatIds, actor=actor),
+            )
+        except (DomainError, RetryableError, QueryError) as exc:
+            raise _Unavailable(f"chat list unavailable: {exc}") from None
+        return groups.chat_ids + dms.chat_ids
 
     async def disconnect(self, sid: str) -> None:
         """A socket left: rooms, typing and presence follow (offline after the grace)."""
@@ -324,10 +325,15 @@ class Gateway:
         route = BY_EVENT.get(event)
         if route is None:
             return acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
+        if event in self._unserved:
+            message = f"{event} is not served by this deployment"
+            return acks.error(ErrorCode.NOT_IMPLEMENTED, message) if route.ack else None
         ack = await self._dispatch(route, self._bucket_of[event], sid, data)
         return ack if route.ack else None
 
-    async def _dispatch(self, route: Route, bucket: Bucket, sid: str, data: Any) -> acks.Ack:
+    async def _dispatch(
+        self, route: Route[Any, Any], bucket: Bucket, sid: str, data: Any
+    ) -> acks.Ack:
         sock = self.registry.sockets.get(sid)
         if sock is None:
             return acks.error(ErrorCode.UNAUTHORIZED, "not connected")
@@ -386,15 +392,12 @@ class Gateway:
         cached = self._member_counts.get(group_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        reply = await self.bus.command(
-            subjects.GROUPS,
-            "membership",
-            actor,
-            MembershipQuery(group_id=group_id, user_id=actor.user_id),
-        )
-        if reply.status != "ok" or reply.result is None:
-            raise _Unavailable(reply.error or "groups unavailable")
-        count = _membership.decode(reply.result).member_count
+        query = MembershipQuery(group_id=group_id, user_id=actor.user_id)
+        try:
+            membership = await self.bus.query(_MEMBERSHIP, query, Membership, actor=actor)
+        except (DomainError, RetryableError, QueryError) as exc:
+            raise _Unavailable(f"groups unavailable: {exc}") from None
+        count = membership.member_count
         self._member_counts[group_id] = (time.monotonic() + MEMBER_COUNT_TTL_S, count)
         return count
 
@@ -426,8 +429,8 @@ class Gateway:
             user_id=actor.user_id,
             user_name=actor.name,
             user_avatar=actor.avatar,
-            conversation_id=chat if chat.startswith("c_") else None,
-            group_id=chat if chat.startswith("g_") else None,
+            conversation_id=chat if ids.is_conversation(chat) else None,
+            group_id=chat if ids.is_group(chat) else None,
         )
         fanout = Fanout(event=event, data=encode_json(typing), skip_user=actor.user_id)
         subject = (
@@ -445,12 +448,14 @@ class Gateway:
     async def _online_page(
         self, sock: LocalSocket, group_id: str, cursor: str | None, limit: int
     ) -> s.PresencePage | acks.Ack:
-        reply = await self.bus.command(
-            subjects.GROUPS, "members", sock.actor, MembersQuery(group_id=group_id)
-        )
-        if reply.status != "ok" or reply.result is None:
-            return acks.from_reply(reply)
-        members = sorted(_members.decode(reply.result).user_ids)
+        query = MembersQuery(group_id=group_id)
+        try:
+            found = await self.bus.query(_MEMBERS, query, Members, actor=sock.actor)
+        except (DomainError, RetryableError) as exc:
+            return acks.refusal(exc)
+        except QueryError as exc:
+            raise _Unavailable(f"groups unavailable: {exc}") from None
+        members = sorted(found.user_ids)
         flags = await self.presence.online(members, _now_ms())
         online = [uid for uid, on in zip(members, flags, strict=True) if on]
         start = int(cursor) if cursor and cursor.isdigit() else 0

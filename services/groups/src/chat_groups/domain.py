@@ -12,12 +12,12 @@ from datetime import datetime
 
 import msgspec
 
-from chat_contracts import DomainError, ErrorCode, limits, server
+from chat_contracts import DomainError, ErrorCode, ids, limits, server
 from chat_contracts.client import Role
 from chat_runtime.clock import iso
 
 #: Group ids carry their own prefix so they never collide with DM conversations ("c_").
-GROUP_ID_PREFIX = "g_"
+GROUP_ID_PREFIX = ids.GROUP_PREFIX
 ADMIN: Role = "ADMIN"
 MEMBER: Role = "MEMBER"
 

@@ -7,7 +7,7 @@ announcing it (see `chat_contracts.bus.Fanout`); the other members get the room 
 
 from __future__ import annotations
 
-from chat_contracts import bus, client, server, subjects
+from chat_contracts import bus, client, routes, server, subjects
 from chat_contracts.bus import Command
 from chat_groups import domain
 from chat_groups.domain import ADMIN, MEMBER, Access, GroupRecord, Member, Removal
@@ -44,17 +44,17 @@ class GroupHandlers:
     def router(self) -> Router:
         """The command table: every action with its payload type."""
         router = Router(DOMAIN)
-        router.add("create", client.GroupCreate, self.create)
-        router.add("update", client.GroupUpdate, self.update)
-        router.add("delete", client.GroupRef, self.delete)
-        router.add("member_add", client.GroupMemberAdd, self.member_add)
-        router.add("member_remove", client.GroupMemberRemove, self.member_remove)
-        router.add("member_role", client.GroupMemberRole, self.member_role)
-        router.add("list", client.GroupsList, self.list_groups)
-        router.add("get", client.GroupRef, self.get)
-        router.add("membership", bus.MembershipQuery, self.membership)
-        router.add("members", bus.MembersQuery, self.members)
-        router.add("mine", bus.Empty, self.mine)
+        router.route(routes.GROUP_CREATE, self.create)
+        router.route(routes.GROUP_UPDATE, self.update)
+        router.route(routes.GROUP_DELETE, self.delete)
+        router.route(routes.GROUP_MEMBER_ADD, self.member_add)
+        router.route(routes.GROUP_MEMBER_REMOVE, self.member_remove)
+        router.route(routes.GROUP_MEMBER_ROLE, self.member_role)
+        router.route(routes.GROUPS_LIST, self.list_groups)
+        router.route(routes.GROUP_GET, self.get)
+        router.internal("membership", bus.MembershipQuery, self.membership)
+        router.internal("members", bus.MembersQuery, self.members)
+        router.internal("mine", bus.Empty, self.mine)
         return router
 
     # --- client commands ----------------------------------------------------------

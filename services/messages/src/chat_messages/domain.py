@@ -12,16 +12,16 @@ from typing import Final
 
 import msgspec
 
-from chat_contracts import DomainError, ErrorCode, limits
+from chat_contracts import DomainError, ErrorCode, ids, limits
 from chat_contracts.bus import Membership
 from chat_contracts.client import MessageType, SyncCursor
 from chat_contracts.server import ChatState, MessageBatch, ReplyContext, SocketMessage
 from chat_runtime.clock import iso
 
 #: DM conversations are ours ("c_..."); groups ("g_...") belong to the groups service.
-DM_PREFIX: Final = "c_"
-GROUP_PREFIX: Final = "g_"
-MESSAGE_PREFIX: Final = "m_"
+DM_PREFIX: Final = ids.CONVERSATION_PREFIX
+GROUP_PREFIX: Final = ids.GROUP_PREFIX
+MESSAGE_PREFIX: Final = ids.MESSAGE_PREFIX
 
 
 # --- stored records -----------------------------------------------------------------

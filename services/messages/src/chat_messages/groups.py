@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import msgspec
 from nats.aio.msg import Msg
 
-from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
+from chat_contracts import subjects
 from chat_contracts.bus import (
     Actor,
     ChatIds,
@@ -16,15 +16,16 @@ from chat_contracts.bus import (
     Membership,
     MembershipChanged,
     MembershipQuery,
-    Reply,
 )
-from chat_runtime.bus import UNAVAILABLE_RETRY_AFTER_MS, Bus
+from chat_runtime.bus import Bus
 
 #: Below the gateway's 5 s deadline for the whole command, so that a slow groups pool
 #: becomes our own `retry` ack rather than the gateway giving up on us.
 DEFAULT_GROUPS_TIMEOUT_MS = 2_000
 
-T = TypeVar("T")
+#: `cmd.groups.*` queries this service asks.
+MEMBERSHIP = subjects.command(subjects.GROUPS, "membership")
+MINE = subjects.command(subjects.GROUPS, "mine")
 
 
 class GroupDirectory(Protocol):
@@ -39,15 +40,13 @@ class GroupDirectory(Protocol):
         ...
 
 
-class GroupsReplyError(Exception):
-    """The groups service answered `ok` with a result we cannot read (a contract bug)."""
-
-
 class BusGroupDirectory:
-    """`GroupDirectory` over `cmd.groups.membership` and `cmd.groups.mine`."""
+    """`GroupDirectory` over `cmd.groups.membership` and `cmd.groups.mine`.
 
-    _membership = msgspec.msgpack.Decoder(Membership)
-    _chat_ids = msgspec.msgpack.Decoder(ChatIds)
+    A refusal or `retry` from the groups service is raised as it came (`DomainError`,
+    `RetryableError`), so the client's ack carries it; an unreadable answer raises
+    `QueryError` (the runner's INTERNAL).
+    """
 
     def __init__(self, bus: Bus, *, timeout_ms: int = DEFAULT_GROUPS_TIMEOUT_MS) -> None:
         self._bus = bus
@@ -56,17 +55,16 @@ class BusGroupDirectory:
     async def membership(self, actor: Actor, group_id: str) -> Membership:
         """Ask `cmd.groups.membership` for the actor in `group_id`."""
         query = MembershipQuery(group_id=group_id, user_id=actor.user_id)
-        reply = await self._bus.command(
-            subjects.GROUPS, "membership", actor, query, timeout_ms=self._timeout_ms
+        return await self._bus.query(
+            MEMBERSHIP, query, Membership, actor=actor, timeout_ms=self._timeout_ms
         )
-        return _decode(self._membership, reply)
 
     async def mine(self, actor: Actor) -> list[str]:
         """Ask `cmd.groups.mine` for the actor's groups."""
-        reply = await self._bus.command(
-            subjects.GROUPS, "mine", actor, Empty(), timeout_ms=self._timeout_ms
+        mine = await self._bus.query(
+            MINE, Empty(), ChatIds, actor=actor, timeout_ms=self._timeout_ms
         )
-        return _decode(self._chat_ids, reply).chat_ids
+        return mine.chat_ids
 
 
 class CachingGroupDirectory:
@@ -123,33 +121,3 @@ class CachingGroupDirectory:
         except msgspec.DecodeError:
             self._entries.clear()
             self._size = 0
-
-
-def _decode(decoder: msgspec.msgpack.Decoder[T], reply: Reply) -> T:
-    if reply.status == "retry":
-        raise RetryableError(
-            _code(reply.code, ErrorCode.UNAVAILABLE),
-            reply.error or "groups service unavailable",
-            retry_after_ms=reply.retry_after or UNAVAILABLE_RETRY_AFTER_MS,
-        )
-    if reply.status == "error":
-        raise DomainError(
-            _code(reply.code, ErrorCode.INTERNAL),
-            reply.error or "groups refused",
-            field=reply.field,
-        )
-    if reply.result is None:
-        raise GroupsReplyError("groups answered ok without a result")
-    try:
-        return decoder.decode(reply.result)
-    except msgspec.DecodeError as exc:
-        # Not a ValidationError for the client: the Router would blame the client's
-        # payload, while this is a mismatch between two services.
-        raise GroupsReplyError(f"unreadable groups reply: {exc}") from None
-
-
-def _code(code: str | None, default: ErrorCode) -> ErrorCode:
-    try:
-        return ErrorCode(code) if code else default
-    except ValueError:
-        return default

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chat_contracts import DomainError, ErrorCode, limits, subjects
+from chat_contracts import DomainError, ErrorCode, limits, routes, subjects
 from chat_contracts.bus import Actor, ChatIds, Command, Empty
 from chat_contracts.client import ChatTarget, HistoryRequest, MessageRead, MessageSend, SyncRequest
 from chat_contracts.server import (
@@ -206,9 +206,9 @@ class MessageHandlers:
 def build_router(handlers: MessageHandlers) -> Router:
     """The `cmd.messages.*` command table."""
     router = Router(subjects.MESSAGES)
-    router.add("send", MessageSend, handlers.send)
-    router.add("history", HistoryRequest, handlers.history)
-    router.add("sync", SyncRequest, handlers.sync)
-    router.add("read", MessageRead, handlers.read)
-    router.add("mine", Empty, handlers.mine)
+    router.route(routes.MESSAGE_SEND, handlers.send)
+    router.route(routes.MESSAGES_HISTORY, handlers.history)
+    router.route(routes.SYNC, handlers.sync)
+    router.route(routes.MESSAGE_READ, handlers.read)
+    router.internal("mine", Empty, handlers.mine)
     return router

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat_contracts import bus, client, server
+from chat_contracts import bus, client, routes, server
 from chat_contracts.bus import Command
 from chat_runtime.clock import iso
 from chat_runtime.worker import Router
@@ -21,8 +21,8 @@ class UserHandlers:
     def router(self) -> Router:
         """The command table: every action with its payload type."""
         router = Router(DOMAIN)
-        router.add("presence", bus.PresenceChanged, self.presence)
-        router.add("last_seen", client.LastSeenQuery, self.last_seen)
+        router.internal("presence", bus.PresenceChanged, self.presence)
+        router.route(routes.PRESENCE_LAST_SEEN, self.last_seen)
         return router
 
     async def presence(self, command: Command[bus.PresenceChanged]) -> None:
