@@ -74,3 +74,11 @@ def test_es256_public_key_pinned() -> None:
     # An HS256 token "signed" with the public key text is the classic confusion attack.
     with pytest.raises(Unauthorized):
         verifier.verify(jwt.encode(claims(), SECRET, algorithm="HS256"))
+
+
+@pytest.mark.parametrize("sub", [">", "*", "bob x", "a.b", "bob\n", "x" * 129])
+def test_a_sub_outside_the_id_alphabet_is_unauthorized(sub: Any) -> None:
+    # The review's reproduction: a `sub` of ">" subscribed a gateway to every user.
+    token = jwt.encode(claims(sub=sub), SECRET, algorithm="HS256")
+    with pytest.raises(Unauthorized, match="sub"):
+        TokenVerifier(settings()).verify(token)

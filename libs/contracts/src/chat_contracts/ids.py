@@ -10,7 +10,7 @@ lines. NATS gives `.`, `*`, `>` and whitespace a meaning in subjects, so an id s
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeGuard
 
 from msgspec import Meta
 
@@ -41,7 +41,7 @@ GROUP_PREFIX: Final = "g_"
 MESSAGE_PREFIX: Final = "m_"
 
 
-def is_valid_id(value: object) -> bool:
+def is_valid_id(value: object) -> TypeGuard[str]:
     """Whether `value` is a string in the id alphabet (e.g. a token's `sub`)."""
     return isinstance(value, str) and _ID.match(value) is not None
 

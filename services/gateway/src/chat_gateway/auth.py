@@ -9,6 +9,7 @@ from typing import Any
 import jwt
 
 from chat_contracts.bus import Actor
+from chat_contracts.ids import is_valid_id
 from chat_gateway.settings import GatewaySettings
 
 #: Clock skew tolerated between the token issuer and us (s).
@@ -62,8 +63,9 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthorized(str(exc)) from None
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 128:
-            raise Unauthorized("bad sub claim")
+        if not is_valid_id(sub):
+            # `sub` becomes `rt.user.<sub>`: ">" would subscribe to every user.
+            raise Unauthorized("bad sub claim (letters, digits, _ and -)")
         name = claims.get("name")
         picture = claims.get("picture")
         return Actor(
