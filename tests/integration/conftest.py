@@ -35,6 +35,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "CHAT_RATE_SEND_PER_S": "1000",
             "CHAT_RATE_SEND_BURST": "1000",
             "CHAT_RATE_TYPING_PER_S": "1000",
+            "CHAT_RATE_GROUP_CREATE_PER_MIN": "60000",
+            "CHAT_RATE_SYNC_PER_MIN": "60000",
         },
     )
     try:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
+import msgspec
+import nats
+from nats.aio.msg import Msg
+
+from chat_contracts import subjects
+from chat_contracts.bus import Fanout
+from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, cmid, make_group
+
+_fanout = msgspec.msgpack.Decoder(Fanout)
 
 
 async def test_create_announces_every_member_to_every_member(
@@ -39,6 +49,75 @@ async def test_create_announces_every_member_to_every_member(
     assert [(g["id"], g["myRole"]) for g in listed["groups"]] == [(group["id"], "MEMBER")]
     got = await bob_b.call("group:get", {"groupId": group["id"]})
     assert got["group"]["memberCount"] == 3
+
+
+class FanoutCounter:
+    """Every fan-out message on NATS addressed to some of `users`, seen by a plain
+    NATS client (the gateways' view of the traffic)."""
+
+    def __init__(self, users: set[str]) -> None:
+        self.users = users
+        self.messages: list[tuple[str, int]] = []
+        self.reached: set[str] = set()
+        self.changed = asyncio.Event()
+
+    async def on(self, msg: Msg) -> None:
+        if msg.subject == subjects.USERS_FANOUT:
+            to = set(_fanout.decode(msg.data).users) & self.users
+        elif msg.subject.startswith(subjects.USER_PREFIX):
+            to = {msg.subject[len(subjects.USER_PREFIX) :]} & self.users
+        else:
+            return
+        if to:
+            self.messages.append((msg.subject, len(msg.data)))
+            self.reached |= to
+            self.changed.set()
+
+    async def wait_all_reached(self, timeout: float = 10.0) -> None:
+        async def until() -> None:
+            while self.reached != self.users:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+
+
+async def test_create_reaches_every_member_in_one_nats_message(
+    stack: Stack, connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    offline = [uid(f"m{i:03d}") for i in range(297)]
+    members = [alice, bob, carol, *offline]
+    alice_a = await connect(alice, gateway=0)
+    bob_b = await connect(bob, gateway=1)
+    carol_b = await connect(carol, gateway=1)
+    outsider = await connect(uid("dave"), gateway=0)
+    counter = FanoutCounter(set(members))
+    nc = await nats.connect(stack.nats.url)
+    try:
+        await nc.subscribe("rt.>", cb=counter.on)
+        await nc.flush()
+        ack = await alice_a.call("group:create", {"name": "big", "memberIds": members[1:]})
+        assert ack["status"] == "ok", ack
+        group = ack["group"]["id"]
+        await counter.wait_all_reached()
+    finally:
+        await nc.close()
+    # One message for 300 members (one per member carried 300 events each: 300 x 300).
+    assert [subject for subject, _ in counter.messages] == [subjects.USERS_FANOUT]
+    # Clients still see one `group:member:added` per member, the creator's included.
+    for socket in (alice_a, bob_b, carol_b):
+        events = await socket.wait_count("group:member:added", 300)
+        assert len(events) == 300
+        assert sorted(e["userId"] for e in events) == sorted(members)
+        assert {(e["groupId"], e["addedBy"]) for e in events} == {(group, alice)}
+    # The members' sockets joined the room on both gateways.
+    sent = await alice_a.call(
+        "message:send", {"clientMessageId": cmid(), "groupId": group, "content": "welcome"}
+    )
+    for socket in (bob_b, carol_b):
+        assert (await socket.wait_for("message:new"))["id"] == sent["message"]["id"]
+    await outsider.assert_silent("group:member:added")
 
 
 async def test_added_member_receives_at_once_and_removed_member_stops_at_once(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chat_contracts import limits
 from chat_testkit.client import ChatClient
 from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, extra_gateway
@@ -83,9 +84,15 @@ async def test_refused_send_writes_nothing(connect: Connect, uid: Callable[[str]
 
 @pytest.fixture(scope="module")
 def default_limits_gateway(stack: Stack) -> Iterator[str]:
-    """A gateway with the protocol's default rate limits (5 sends/s, burst 10)."""
+    """A gateway with the protocol's default rate limits (5 sends/s, burst 10; 10
+    `group:create` and 30 `sync` a minute)."""
     with extra_gateway(
-        stack, "gateway-limits", CHAT_RATE_SEND_PER_S="5", CHAT_RATE_SEND_BURST="10"
+        stack,
+        "gateway-limits",
+        CHAT_RATE_SEND_PER_S="5",
+        CHAT_RATE_SEND_BURST="10",
+        CHAT_RATE_GROUP_CREATE_PER_MIN=str(limits.RATE_GROUP_CREATE_PER_MIN),
+        CHAT_RATE_SYNC_PER_MIN=str(limits.RATE_SYNC_PER_MIN),
     ) as url:
         yield url
 
@@ -108,3 +115,32 @@ async def test_send_rate_limit_answers_retry(
     assert all(a["code"] == "RATE_LIMITED" and a["retryAfter"] > 0 for a in limited)
     assert acks[0]["status"] == "ok"
     await alice.close()
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "allowed"),
+    [
+        ("group:create", {"name": "g", "memberIds": []}, int(limits.RATE_GROUP_CREATE_PER_MIN)),
+        ("sync", {}, int(limits.RATE_SYNC_PER_MIN)),
+    ],
+)
+async def test_create_and_sync_have_their_own_stricter_buckets(
+    stack: Stack,
+    default_limits_gateway: str,
+    uid: Callable[[str], str],
+    event: str,
+    payload: dict[str, Any],
+    allowed: int,
+) -> None:
+    client = await ChatClient("busy").connect(default_limits_gateway, stack.token(uid("busy")))
+    acks = [await client.call(event, payload) for _ in range(allowed + 1)]
+    # The minute's burst passes; the next is told to wait for the next token (60 s /
+    # `allowed`, less the time the burst took).
+    assert [a["status"] for a in acks[:allowed]] == ["ok"] * allowed, acks
+    refused = acks[allowed]
+    assert (refused["status"], refused["code"]) == ("retry", "RATE_LIMITED")
+    assert 0 < refused["retryAfter"] <= 60_000 // allowed
+    # The other commands' bucket is untouched.
+    listed = await client.call("groups:list", {})
+    assert listed["status"] == "ok", listed
+    await client.close()

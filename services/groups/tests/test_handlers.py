@@ -32,6 +32,8 @@ class Events:
         self._bus = bus
         self._seen: list[tuple[str, Fanout]] = []
         self._sentinel = asyncio.Event()
+        #: Bytes of every fan-out message received, in order.
+        self.sizes: list[int] = []
 
     async def start(self) -> None:
         await self._bus.subscribe("rt.>", self._on)
@@ -42,6 +44,7 @@ class Events:
             self._sentinel.set()
         else:
             self._seen.append((msg.subject, _fanout.decode(msg.data)))
+            self.sizes.append(len(msg.data))
 
     async def take(self) -> list[tuple[str, Fanout]]:
         """What was published so far (NATS keeps one connection's order: the sentinel
@@ -60,6 +63,8 @@ def summary(events: list[tuple[str, Fanout]]) -> list[tuple[str, str, Any]]:
     """
     out: list[tuple[str, str, Any]] = []
     for subject, f in events:
+        if f.users:
+            out.append((subject, "to", f.users))
         if f.join:
             out.append((subject, "join", f.join))
         if f.leave:
@@ -139,13 +144,31 @@ async def test_create_joins_every_member_then_announces_each(h: Harness) -> None
         {"groupId": gid, "userId": uid, "addedBy": "alice", "role": role}
         for uid, role in (("alice", "ADMIN"), ("bob", "MEMBER"), ("carol", "MEMBER"))
     ]
-    # Every member joins and gets every member event on its own subject (no room
-    # event could beat the gateway's new room subscription).
-    expected = []
-    for user in ("alice", "bob", "carol"):
-        expected.append((f"rt.user.{user}", "join", [gid]))
-        expected.extend((f"rt.user.{user}", "group:member:added", a) for a in added)
+    # One delivery to all members: each joins and gets every member event (no room
+    # event could beat the gateway's new room subscription), the events on NATS once.
+    expected: list[tuple[str, str, Any]] = [
+        ("rt.users", "to", ["alice", "bob", "carol"]),
+        ("rt.users", "join", [gid]),
+    ]
+    expected.extend(("rt.users", "group:member:added", a) for a in added)
     assert summary(await h.events.take()) == expected
+
+
+async def test_create_of_the_largest_group_is_one_message_of_linear_size(h: Harness) -> None:
+    # Ids of the longest length: the worst case for the bytes on NATS.
+    others = [f"{i:04d}".ljust(limits.MAX_ID_LENGTH, "u") for i in range(1, 1024)]
+    creator = "0000".ljust(limits.MAX_ID_LENGTH, "u")
+    result = await h.ok("create", creator, c.GroupCreate(name="Big", member_ids=others))
+    published = await h.events.take()
+    # One delivery per member was 1,024 messages of 377 KB each (386 MB).
+    assert [subject for subject, _ in published] == ["rt.users"]
+    (_, fanout), size = published[0], h.events.sizes[-1]
+    assert fanout.users == [creator, *others]
+    assert fanout.join == [result["group"]["id"]]
+    assert 1 + len(fanout.more) == 1024
+    # Linear: each member's id in the list and in its event, plus the creator's id as
+    # `addedBy` in each event: ~500 bytes a member (510 KB), below the 1 MiB payload.
+    assert size < 1024 * 600
 
 
 async def test_create_over_the_limit_is_refused(h: Harness) -> None:

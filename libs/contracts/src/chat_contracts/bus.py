@@ -73,6 +73,9 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
       these rooms now. Applied before the events of the same delivery.
     - `more`: further events delivered right after `event`, in order.
     - `close_room`: the room is gone (group deleted): every local socket leaves it.
+    - `users`: only on `rt.users` (every gateway hears it): the recipients. Each of their
+      local sockets gets `join` applied and then the events, as if the same delivery had
+      come on each `rt.user.<id>` — one message instead of one per user.
 
     Rule for membership changes: the events a user must see about its *own* joining or
     leaving travel on `rt.user.<id>` in the same delivery as the control. A room event
@@ -92,6 +95,7 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     leave: list[str] = []
     more: list[Frame] = []
     close_room: bool = False
+    users: list[Id] = []
 
 
 # --- internal queries between services and from the gateway ------------------------

@@ -44,8 +44,13 @@ RATE_SEND_PER_S: Final = 5.0
 RATE_SEND_BURST: Final = 10
 #: ... `typing:*` ...
 RATE_TYPING_PER_S: Final = 5.0
-#: ... and every other command.
+#: ... and every other command ...
 RATE_OTHER_PER_MIN: Final = 60.0
+#: ... except the two whose cost grows with a size: `group:create` (up to 1,024 members,
+#: a 134 KB request, 1,024² `group:member:added` frames to sockets) ...
+RATE_GROUP_CREATE_PER_MIN: Final = 10.0
+#: ... and `sync` (up to 10,000 cursors, 1,000 messages per chat read back).
+RATE_SYNC_PER_MIN: Final = 30.0
 #: Engine.IO heartbeat: a ping every interval, answered within the timeout (ms).
 PING_INTERVAL_MS: Final = 25_000
 PING_TIMEOUT_MS: Final = 20_000

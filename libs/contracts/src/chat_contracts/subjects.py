@@ -18,6 +18,10 @@ COMMAND_PREFIX: Final = "cmd"
 #: Fan-out towards gateways: `rt.user.<userId>` and `rt.room.<chatId>`.
 USER_PREFIX: Final = "rt.user."
 ROOM_PREFIX: Final = "rt.room."
+#: ... and `rt.users`, which every gateway subscribes to: one delivery addressed to a
+#: list of users (`bus.Fanout.users`), so that telling N users the same thing is one
+#: message instead of N (a 1,024-member `group:create`).
+USERS_FANOUT: Final = "rt.users"
 #: Domain events between services: `evt.<domain>.<name>`.
 EVENT_PREFIX: Final = "evt"
 

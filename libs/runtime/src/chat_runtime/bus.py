@@ -21,6 +21,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
 from chat_contracts.bus import Actor, Command, Fanout, Frame, Reply
+from chat_contracts.ids import check_id
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,11 @@ class Bus:
             **options,
         )
         return cls(nc)
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server accepts (bytes; 1 MiB by default)."""
+        return int(self.nc.max_payload)
 
     @property
     def connected(self) -> bool:
@@ -266,15 +272,33 @@ class Publisher:
         *,
         join: list[str] | None = None,
     ) -> None:
-        """The same events (and room joins) to several users, encoded once for all of them."""
+        """The same events (and room joins) to several users: one message on `rt.users`.
+
+        One delivery per user would put every event on NATS once per user: a 1,024-member
+        `group:create` (1,024 `group:member:added` to each member) was 1,024 messages of
+        377 KB, 386 MB with 128-character ids. Here the events and the list of users
+        travel once (510 KB) and each gateway hands them to its local sockets of those
+        users. A list too long for the server's `max_payload` is split in halves, each
+        carrying all the events.
+        """
         if not events or not user_ids:
             return
-        frames = [Frame(event, encode_json(payload)) for event, payload in events]
-        body = encode(
-            Fanout(event=frames[0].event, data=frames[0].data, more=frames[1:], join=join or [])
-        )
         for user_id in user_ids:
-            await self._bus.publish(subjects.user(user_id), body)
+            check_id(user_id, "user id")
+        frames = [Frame(event, encode_json(payload)) for event, payload in events]
+        first, more = frames[0], frames[1:]
+        limit = self._bus.max_payload
+        pending = [user_ids]
+        while pending:
+            users = pending.pop()
+            body = encode(
+                Fanout(event=first.event, data=first.data, more=more, join=join or [], users=users)
+            )
+            if len(body) > limit and len(users) > 1:
+                half = len(users) // 2
+                pending += [users[half:], users[:half]]
+                continue
+            await self._bus.publish(subjects.USERS_FANOUT, body)
 
     async def event(self, subject: str, payload: msgspec.Struct) -> None:
         """A domain event for other services (`evt.<domain>.<name>`, msgpack)."""

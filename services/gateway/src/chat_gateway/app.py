@@ -44,7 +44,7 @@ from chat_gateway.conn import Connection, OutFrame, SioConnection
 from chat_gateway.fanout import Delivery
 from chat_gateway.lean import Refused
 from chat_gateway.presence import Presence
-from chat_gateway.ratelimit import Bucket, RateLimiter
+from chat_gateway.ratelimit import Bucket, RateLimiter, buckets_by_event
 from chat_gateway.registry import LocalSocket, Registry
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.typing_relay import TypingRelay
@@ -101,23 +101,7 @@ class Gateway:
         )
         self.limiter = RateLimiter(settings.redis_url)
         self.typing = TypingRelay(redis, settings.typing_expiry_ms, self._typing_expired)
-        self._buckets = {
-            "send": Bucket("send", settings.rate_send_per_s, settings.rate_send_burst),
-            "typing": Bucket("typing", settings.rate_typing_per_s, int(settings.rate_typing_per_s)),
-            "other": Bucket(
-                "other", settings.rate_other_per_min / 60, int(settings.rate_other_per_min)
-            ),
-        }
-        self._bucket_of = {
-            route.event: self._buckets[
-                "send"
-                if route.event == "message:send"
-                else "typing"
-                if route.event.startswith("typing:")
-                else "other"
-            ]
-            for route in ROUTES
-        }
+        self._bucket_of = buckets_by_event(settings)
         #: One JSON decoder per event, built once (msgspec: reuse decoders).
         self._decoders = {route.event: msgspec.json.Decoder(route.payload) for route in ROUTES}
         #: Answered NOT_IMPLEMENTED at once (no handler yet, or a service left out).
@@ -167,7 +151,7 @@ class Gateway:
 
     async def start_background(self) -> None:
         """Start the fan-out inbox and the presence lease refresher."""
-        self.delivery.start()
+        await self.delivery.start()
         self._spawn(self._refresh_leases())
 
     async def close(self) -> None:

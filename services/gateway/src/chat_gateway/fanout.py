@@ -78,9 +78,10 @@ class Delivery:
         self._worker: asyncio.Task[None] | None = None
         self.delivered = 0
 
-    def start(self) -> None:
-        """Start draining the inbox."""
+    async def start(self) -> None:
+        """Start draining the inbox; hear `rt.users` (deliveries to lists of users)."""
         self._worker = asyncio.get_running_loop().create_task(self._drain())
+        await self.apply(Interest(subscribe=[subjects.USERS_FANOUT]))
 
     def enqueue(self, msg: Msg) -> None:
         """Called by every subscription for every message, in arrival order."""
@@ -125,6 +126,8 @@ class Delivery:
             return
         if msg.subject.startswith(subjects.USER_PREFIX):
             await self._on_user(msg.subject[len(subjects.USER_PREFIX) :], fanout)
+        elif msg.subject == subjects.USERS_FANOUT:
+            await self._on_users(fanout)
         else:
             await self._on_room(msg.subject[len(subjects.ROOM_PREFIX) :], fanout)
 
@@ -138,6 +141,24 @@ class Delivery:
         targets = self._registry.by_user.get(user_id)
         if not targets:
             return
+        if fanout.event:
+            self._emit(fanout, OutFrame.event(fanout.event, fanout.data), targets.items())
+        for extra in fanout.more:
+            self._emit(fanout, OutFrame.event(extra.event, extra.data), targets.items())
+
+    async def _on_users(self, fanout: Fanout) -> None:
+        """One delivery for a list of users: joins first, then each frame built once and
+        sent to every local socket of those users (most gateways hold none of them)."""
+        by_user = self._registry.by_user
+        local = [user_id for user_id in fanout.users if user_id in by_user]
+        if not local:
+            return
+        if fanout.join:
+            for user_id in local:
+                await self.apply(self._registry.join_user(user_id, fanout.join))
+        targets: dict[str, Connection] = {}
+        for user_id in local:
+            targets.update(by_user.get(user_id, {}))
         if fanout.event:
             self._emit(fanout, OutFrame.event(fanout.event, fanout.data), targets.items())
         for extra in fanout.more:

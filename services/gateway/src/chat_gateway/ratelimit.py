@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat_contracts import routes
 from chat_gateway import redis_scripts
 from chat_gateway.resp import ScriptRunner
+from chat_gateway.settings import GatewaySettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +17,31 @@ class Bucket:
     name: str
     per_second: float
     burst: int
+
+
+def per_minute(name: str, per_min: float) -> Bucket:
+    """A bucket of `per_min` tokens a minute whose burst is one minute's worth."""
+    return Bucket(name, per_min / 60, max(1, int(per_min)))
+
+
+def buckets_by_event(settings: GatewaySettings) -> dict[str, Bucket]:
+    """The bucket of every client event: `message:send`, `typing:*`, `group:create` and
+    `sync` have their own; every other command shares one (PROTOCOL.md rate limits)."""
+    typing = Bucket("typing", settings.rate_typing_per_s, int(settings.rate_typing_per_s))
+    other = per_minute("other", settings.rate_other_per_min)
+    own = {
+        routes.MESSAGE_SEND.event: Bucket(
+            "send", settings.rate_send_per_s, settings.rate_send_burst
+        ),
+        # Costs that grow with a size get their own, stricter buckets (limits.py).
+        routes.GROUP_CREATE.event: per_minute("create", settings.rate_group_create_per_min),
+        routes.SYNC.event: per_minute("sync", settings.rate_sync_per_min),
+    }
+    return {
+        route.event: own.get(route.event)
+        or (typing if route.event.startswith("typing:") else other)
+        for route in routes.ROUTES
+    }
 
 
 class RateLimiter:

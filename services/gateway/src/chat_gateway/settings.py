@@ -37,6 +37,8 @@ class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
     rate_send_burst: int = limits.RATE_SEND_BURST
     rate_typing_per_s: float = limits.RATE_TYPING_PER_S
     rate_other_per_min: float = limits.RATE_OTHER_PER_MIN
+    rate_group_create_per_min: float = limits.RATE_GROUP_CREATE_PER_MIN
+    rate_sync_per_min: float = limits.RATE_SYNC_PER_MIN
     #: Engine.IO heartbeat (the client must answer a ping within the timeout).
     ping_interval_ms: int = limits.PING_INTERVAL_MS
     ping_timeout_ms: int = limits.PING_TIMEOUT_MS

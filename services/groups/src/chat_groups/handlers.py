@@ -78,8 +78,10 @@ class GroupHandlers:
             at=now,
         )
         await self._store.create(group, members)
-        # Every member is new: each gets the room join and all the member events on its
-        # own subject (encoded once), so none races the gateway's room subscription.
+        # Every member is new: each gets the room join and all the member events in one
+        # delivery (not a room event, which would race the gateway's room subscription).
+        # One message on `rt.users` for all of them: NATS carries the N events once, not
+        # once per member (see `Publisher.to_users`).
         await self._publisher.to_users(
             [m.user_id for m in members],
             [
