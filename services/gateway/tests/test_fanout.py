@@ -1,10 +1,21 @@
-"""The Socket.IO frame is built around the publisher's JSON without re-encoding it."""
+"""The Socket.IO frame is built around the publisher's JSON without re-encoding it, and
+the fan-out inbox takes nats-py's messages in order (real nats-server)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
+import msgspec
+import pytest_asyncio
+
+from chat_contracts import subjects
+from chat_contracts.bus import Actor, Fanout, Frame
 from chat_gateway.conn import OutFrame
+from chat_gateway.fanout import Delivery, _Sink
+from chat_gateway.registry import Registry
+from chat_runtime.bus import Bus, encode
 
 
 def test_event_frame_is_a_socketio_v5_event_packet() -> None:
@@ -12,3 +23,133 @@ def test_event_frame_is_a_socketio_v5_event_packet() -> None:
     frame = OutFrame.event("message:new", data).text
     assert frame.startswith("2[")
     assert json.loads(frame[1:]) == ["message:new", {"id": "m_1", "content": 'hé "x"'}]
+
+
+# --- Delivery against a real nats-server --------------------------------------------
+#
+# `fanout._Sink` replaces a nats-py subscription's private `_pending_queue` and keeps its
+# private `_pending_size` at zero (nats-py 2.16: `Client._process_msg` adds the payload
+# size to `sub._pending_size`, then `sub._pending_queue.put_nowait(msg)`; `Subscription.
+# _drain` awaits `_pending_queue.join()`). services/gateway/pyproject.toml pins nats-py to
+# the range checked here; these tests fail loudly when an upgrade changes those internals.
+
+INTERNALS_CHANGED = (
+    "nats-py's subscription internals changed (fanout._Sink relies on _pending_queue and "
+    "_pending_size); re-check fanout.py before moving the nats-py pin in "
+    "services/gateway/pyproject.toml"
+)
+
+
+class Recording:
+    """A socket that keeps what it was sent."""
+
+    def __init__(self, sid: str) -> None:
+        self.sid = sid
+        self.texts: list[str] = []
+        self._sent = asyncio.Event()
+
+    def send(self, frame: OutFrame) -> None:
+        self.texts.append(frame.text)
+        self._sent.set()
+
+    async def wait_count(self, count: int) -> list[str]:
+        """What it got once it got `count` frames (5 s at most)."""
+
+        async def until() -> None:
+            while len(self.texts) < count:
+                self._sent.clear()
+                await self._sent.wait()
+
+        try:
+            await asyncio.wait_for(until(), timeout=5)
+        except TimeoutError:
+            raise AssertionError(f"{self.sid}: {len(self.texts)} of {count} frames") from None
+        return self.texts
+
+    def close(self) -> None:
+        pass
+
+
+@pytest_asyncio.fixture
+async def delivery(nats_url: str) -> AsyncIterator[tuple[Bus, Registry, Delivery]]:
+    bus = await Bus.connect(nats_url, name="gateway-test")
+    registry = Registry()
+    delivery = Delivery(bus, registry)
+    await delivery.start()
+    yield bus, registry, delivery
+    await delivery.close()
+    await bus.close()
+
+
+def _event(user_id: str) -> bytes:
+    return encode(Fanout(event="e", data=msgspec.json.encode({"to": user_id})))
+
+
+async def test_nats_subscription_still_has_the_private_queue_and_size_we_replace(
+    nats_url: str,
+) -> None:
+    bus = await Bus.connect(nats_url, name="internals")
+    try:
+        sub = await bus.nc.subscribe("rt.user.internals")
+        assert isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue), INTERNALS_CHANGED
+        assert getattr(sub, "_pending_size", None) == 0, INTERNALS_CHANGED
+        await sub.unsubscribe()
+    finally:
+        await bus.close()
+
+
+async def test_the_sink_receives_every_message_in_order_and_keeps_the_size_at_zero(
+    delivery: tuple[Bus, Registry, Delivery],
+) -> None:
+    bus, registry, fan = delivery
+    bob = Recording("s1")
+    await fan.apply(registry.add_socket(bob, Actor(user_id="bob", name="Bob")))
+    sub = fan._subs[subjects.user("bob")]
+    assert isinstance(sub._pending_queue, _Sink), INTERNALS_CHANGED
+    for i in range(20):
+        await bus.publish(subjects.user("bob"), encode(Fanout(event="e", data=b'{"i":%d}' % i)))
+    assert await bob.wait_count(20) == [f'2["e",{{"i":{i}}}]' for i in range(20)]
+    # nats-py added each payload's size before handing it over; the sink took it back.
+    # A drift would end in nats-py's slow-consumer drop once it reached 64 MB.
+    assert sub._pending_size == 0, INTERNALS_CHANGED
+
+
+async def test_a_drain_with_the_sink_in_place_completes(nats_url: str) -> None:
+    bus = await Bus.connect(nats_url, name="drain")
+    registry = Registry()
+    fan = Delivery(bus, registry)
+    await fan.apply(registry.add_socket(Recording("s1"), Actor(user_id="eve", name="E")))
+    await bus.publish(subjects.user("eve"), _event("eve"))
+    # `Bus.close` drains every subscription: nats-py awaits `_pending_queue.join()`.
+    await asyncio.wait_for(bus.close(), timeout=5)
+    assert bus.nc.is_closed, INTERNALS_CHANGED
+
+
+async def test_one_users_delivery_joins_and_reaches_only_the_listed_local_users(
+    delivery: tuple[Bus, Registry, Delivery],
+) -> None:
+    bus, registry, fan = delivery
+    bob, carol, dave = Recording("s-bob"), Recording("s-carol"), Recording("s-dave")
+    for conn, user in ((bob, "bob"), (carol, "carol"), (dave, "dave")):
+        await fan.apply(registry.add_socket(conn, Actor(user_id=user, name=user)))
+    frames = [Frame("group:member:added", msgspec.json.encode({"userId": u})) for u in "xyz"]
+    body = Fanout(
+        event=frames[0].event,
+        data=frames[0].data,
+        more=frames[1:],
+        join=["g_1"],
+        users=["bob", "carol", "zed"],  # zed has no socket here
+    )
+    await bus.publish(subjects.USERS_FANOUT, encode(body))
+    expected = [f'2["group:member:added",{{"userId":"{u}"}}]' for u in "xyz"]
+    assert await bob.wait_count(3) == expected
+    assert await carol.wait_count(3) == expected
+    assert registry.in_room("bob", "g_1")
+    assert registry.in_room("carol", "g_1")
+    assert not registry.in_room("dave", "g_1")
+    assert subjects.room("g_1") in fan.subjects
+    # The joined sockets get the room's next event; dave got nothing at all.
+    await bus.publish(subjects.room("g_1"), _event("room"))
+    await bob.wait_count(4)
+    await carol.wait_count(4)
+    assert dave.texts == []

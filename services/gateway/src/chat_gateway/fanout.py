@@ -38,9 +38,11 @@ DEDUPE_MEMORY = 4_096
 
 
 class _Sink:
-    """Stands in for a nats-py subscription's pending queue (nats-py 2.x internals:
+    """Stands in for a nats-py subscription's pending queue (nats-py 2.16 internals:
     `Client._process_msg` calls `sub._pending_queue.put_nowait(msg)` after adding the
     payload size to `sub._pending_size`, and `Subscription._drain` awaits `join()`).
+    The gateway's pyproject pins nats-py to that minor version; tests/test_fanout.py
+    fails when those internals change.
 
     Messages go straight to the gateway's single inbox instead.
     """
