@@ -1,6 +1,9 @@
-"""The membership cache answers repeat questions itself and forgets on change."""
+"""The membership cache answers repeat questions itself, forgets on change, and never
+keeps an answer that a change overtook."""
 
 from __future__ import annotations
+
+import asyncio
 
 import msgspec
 
@@ -64,3 +67,71 @@ async def test_entries_expire_and_undecodable_events_clear_everything() -> None:
 def test_change_events_round_trip() -> None:
     change = MembershipChanged(group_id="g_1")
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(change), type=MembershipChanged) == change
+
+
+class GatedDirectory:
+    """A groups service whose answers the test releases: each answer is the role as it
+    was when the question arrived (the groups worker read it before a change)."""
+
+    def __init__(self) -> None:
+        self.role: str | None = "MEMBER"
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+        self.questions = 0
+
+    async def membership(self, actor: Actor, group_id: str) -> Membership:
+        role = self.role
+        self.questions += 1
+        self.asked.set()
+        await self.release.wait()
+        return Membership(exists=True, member_count=2, role=role)  # type: ignore[arg-type]
+
+    async def mine(self, actor: Actor) -> list[str]:
+        return []
+
+
+async def test_a_change_during_a_lookup_keeps_its_answer_out_of_the_cache() -> None:
+    inner = GatedDirectory()
+    cache = CachingGroupDirectory(inner)
+    lookup = asyncio.ensure_future(cache.membership(AMY, "g_1"))
+    await asyncio.wait_for(inner.asked.wait(), timeout=5)
+    # Amy is removed; the removal's event arrives while the lookup is still out.
+    inner.role = None
+    cache.forget(MembershipChanged(group_id="g_1", user_id="amy"))
+    inner.release.set()
+    assert (await asyncio.wait_for(lookup, timeout=5)).role == "MEMBER"
+    # After the removal was acknowledged, Amy is not a member: asked afresh, not the
+    # stale answer kept for the next 60 s.
+    assert (await cache.membership(AMY, "g_1")).role is None
+    assert inner.questions == 2
+    # The fresh answer is kept.
+    assert (await cache.membership(AMY, "g_1")).role is None
+    assert inner.questions == 2
+
+
+async def test_an_unreadable_change_during_a_lookup_keeps_its_answer_out_too() -> None:
+    inner = GatedDirectory()
+    cache = CachingGroupDirectory(inner)
+    lookup = asyncio.ensure_future(cache.membership(AMY, "g_1"))
+    await asyncio.wait_for(inner.asked.wait(), timeout=5)
+    inner.role = None
+
+    class Garbage:
+        data = b"\xc1"
+
+    await cache.on_change(Garbage())  # type: ignore[arg-type]
+    inner.release.set()
+    await asyncio.wait_for(lookup, timeout=5)
+    assert (await cache.membership(AMY, "g_1")).role is None
+
+
+async def test_a_change_of_another_group_does_not_stop_caching() -> None:
+    inner = GatedDirectory()
+    cache = CachingGroupDirectory(inner)
+    lookup = asyncio.ensure_future(cache.membership(AMY, "g_1"))
+    await asyncio.wait_for(inner.asked.wait(), timeout=5)
+    cache.forget(MembershipChanged(group_id="g_2", user_id="amy"))
+    inner.release.set()
+    await asyncio.wait_for(lookup, timeout=5)
+    assert (await cache.membership(AMY, "g_1")).role == "MEMBER"
+    assert inner.questions == 1

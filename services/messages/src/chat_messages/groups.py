@@ -73,10 +73,15 @@ class CachingGroupDirectory:
     Every group `message:send`, `messages:history` and `message:read` needs the
     sender's membership; asking `cmd.groups.membership` each time cost a NATS round trip
     and ~0.2 ms of the groups worker's CPU per message (py-spy, 1,000 messages/s). The
-    groups service publishes `evt.groups.membership` after every membership write; an
-    entry is also never older than `ttl_s`, in case an event was lost. Between a removal
-    and its event (about a millisecond) a removed member may still post once: the same
-    window any check-then-write across two services has.
+    groups service publishes `evt.groups.membership` after every membership write and
+    before its ack; an entry is also never older than `ttl_s`, in case an event was lost.
+
+    A lookup in flight when a change of its group arrives may carry an answer from
+    before the change: it is returned to its own (concurrent) command but not kept.
+    Each group with lookups in flight has a generation, bumped by every change; an
+    answer is cached only if its group's generation (and the cache's epoch, bumped when
+    everything is dropped) did not move while it was asked. Without that, a removal
+    arriving mid-lookup left the removed member's "member" answer cached for 60 s.
     """
 
     _changed = msgspec.msgpack.Decoder(MembershipChanged)
@@ -90,20 +95,40 @@ class CachingGroupDirectory:
         #: group id -> user id -> (expiry, answer); a change drops the whole group.
         self._entries: dict[str, dict[str, tuple[float, Membership]]] = {}
         self._size = 0
+        #: group id -> lookups in flight, and the changes seen while there were any
+        #: (only groups being asked about: memory stays bounded by the lookups).
+        self._in_flight: dict[str, int] = {}
+        self._generation: dict[str, int] = {}
+        #: Bumped when every entry is dropped at once (a change we could not read).
+        self._epoch = 0
 
     async def membership(self, actor: Actor, group_id: str) -> Membership:
-        """The cached answer, or the groups service's (then cached)."""
-        now = time.monotonic()
+        """The cached answer, or the groups service's (then cached unless the group
+        changed meanwhile)."""
         hit = self._entries.get(group_id, {}).get(actor.user_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        answer = await self._inner.membership(actor, group_id)
+        self._in_flight[group_id] = self._in_flight.get(group_id, 0) + 1
+        asked_at = (self._epoch, self._generation.setdefault(group_id, 0))
+        try:
+            answer = await self._inner.membership(actor, group_id)
+            if asked_at == (self._epoch, self._generation[group_id]):
+                self._keep(group_id, actor.user_id, answer)
+            return answer
+        finally:
+            left = self._in_flight[group_id] - 1
+            if left:
+                self._in_flight[group_id] = left
+            else:
+                del self._in_flight[group_id]
+                del self._generation[group_id]
+
+    def _keep(self, group_id: str, user_id: str, answer: Membership) -> None:
         if self._size >= self._max:
             self._entries.clear()  # bounded memory; refills from the service
             self._size = 0
-        self._entries.setdefault(group_id, {})[actor.user_id] = (now + self._ttl, answer)
+        self._entries.setdefault(group_id, {})[user_id] = (time.monotonic() + self._ttl, answer)
         self._size += 1
-        return answer
 
     async def mine(self, actor: Actor) -> list[str]:
         """Not cached: asked once per `sync`."""
@@ -111,13 +136,20 @@ class CachingGroupDirectory:
 
     def forget(self, change: MembershipChanged) -> None:
         """Drop what a membership change makes stale (the whole group when it is gone,
-        and every member's count with it)."""
+        and every member's count with it), and what is being asked about it now."""
         self._size -= len(self._entries.pop(change.group_id, {}))
+        if change.group_id in self._generation:
+            self._generation[change.group_id] += 1
+
+    def forget_all(self) -> None:
+        """Drop every entry and every answer being asked for."""
+        self._entries.clear()
+        self._size = 0
+        self._epoch += 1
 
     async def on_change(self, msg: Msg) -> None:
         """`evt.groups.membership` subscription callback."""
         try:
             self.forget(self._changed.decode(msg.data))
         except msgspec.DecodeError:
-            self._entries.clear()
-            self._size = 0
+            self.forget_all()
