@@ -90,11 +90,19 @@ class GatedDirectory:
         return []
 
 
-async def test_a_change_during_a_lookup_keeps_its_answer_out_of_the_cache() -> None:
+async def _lookup_in_flight() -> tuple[
+    GatedDirectory, CachingGroupDirectory, asyncio.Future[Membership]
+]:
+    """A cache over a gated directory, and Amy's lookup waiting for its answer."""
     inner = GatedDirectory()
     cache = CachingGroupDirectory(inner)
     lookup = asyncio.ensure_future(cache.membership(AMY, "g_1"))
     await asyncio.wait_for(inner.asked.wait(), timeout=5)
+    return inner, cache, lookup
+
+
+async def test_a_change_during_a_lookup_keeps_its_answer_out_of_the_cache() -> None:
+    inner, cache, lookup = await _lookup_in_flight()
     # Amy is removed; the removal's event arrives while the lookup is still out.
     inner.role = None
     cache.forget(MembershipChanged(group_id="g_1", user_id="amy"))
@@ -110,10 +118,7 @@ async def test_a_change_during_a_lookup_keeps_its_answer_out_of_the_cache() -> N
 
 
 async def test_an_unreadable_change_during_a_lookup_keeps_its_answer_out_too() -> None:
-    inner = GatedDirectory()
-    cache = CachingGroupDirectory(inner)
-    lookup = asyncio.ensure_future(cache.membership(AMY, "g_1"))
-    await asyncio.wait_for(inner.asked.wait(), timeout=5)
+    inner, cache, lookup = await _lookup_in_flight()
     inner.role = None
 
     class Garbage:
@@ -126,10 +131,7 @@ async def test_an_unreadable_change_during_a_lookup_keeps_its_answer_out_too() -
 
 
 async def test_a_change_of_another_group_does_not_stop_caching() -> None:
-    inner = GatedDirectory()
-    cache = CachingGroupDirectory(inner)
-    lookup = asyncio.ensure_future(cache.membership(AMY, "g_1"))
-    await asyncio.wait_for(inner.asked.wait(), timeout=5)
+    inner, cache, lookup = await _lookup_in_flight()
     cache.forget(MembershipChanged(group_id="g_2", user_id="amy"))
     inner.release.set()
     await asyncio.wait_for(lookup, timeout=5)
