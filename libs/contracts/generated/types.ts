@@ -82,6 +82,19 @@ export interface CallOfferResult {
   iceServers: IceServer[];
 }
 
+/** One call in `calls:history` (times ISO-8601; `duration` in seconds when answered). */
+export interface CallRecord {
+  callId: string;
+  callerId: string;
+  calleeId: string;
+  callType: "audio" | "video";
+  startedAt: string;
+  answeredAt?: string;
+  endedAt?: string;
+  reason?: "blocked" | "busy" | "declined" | "disconnect" | "hangup" | "offline" | "timeout";
+  duration?: number;
+}
+
 /** `call:reject` / `call:end`. */
 export interface CallRef {
   callId: string;
@@ -91,6 +104,19 @@ export interface CallRef {
 export interface CallRejected {
   callId: string;
   reason: "blocked" | "busy" | "declined" | "offline";
+}
+
+/** `calls:history`: the actor's calls, newest first; `cursor` from the previous page. */
+export interface CallsHistory {
+  cursor?: string;
+  limit?: number;
+}
+
+/** Ack of `calls:history`: newest first; `cursor` asks for the next page. */
+export interface CallsHistoryResult {
+  calls: CallRecord[];
+  hasMore: boolean;
+  cursor?: string;
 }
 
 /** `conversation:mute` / `conversation:unmute`; no `mutedUntil` = forever. */
@@ -704,6 +730,7 @@ export interface ClientToServerEvents {
   "call:ice-candidate": (payload: CallIce) => void;
   "call:reject": (payload: CallRef, ack: (ack: Ack & Partial<Empty>) => void) => void;
   "call:end": (payload: CallRef, ack: (ack: Ack & Partial<Empty>) => void) => void;
+  "calls:history": (payload: CallsHistory, ack: (ack: Ack & Partial<CallsHistoryResult>) => void) => void;
   "typing:start": (payload: TypingChange) => void;
   "typing:stop": (payload: TypingChange) => void;
   "presence:set": (payload: PresenceSet, ack: (ack: Ack & Partial<Empty>) => void) => void;

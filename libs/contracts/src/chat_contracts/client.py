@@ -369,10 +369,10 @@ class SessionDescription(Payload, kw_only=True):
 class IceCandidate(Payload, kw_only=True):
     """An `RTCIceCandidateInit`, relayed untouched."""
 
-    candidate: Annotated[str, Meta(max_length=2_048)] = ""
-    sdp_mid: str | None = None
+    candidate: Annotated[str, Meta(max_length=limits.MAX_ICE_CANDIDATE_LENGTH)] = ""
+    sdp_mid: Annotated[str, Meta(max_length=limits.MAX_ICE_FIELD_LENGTH)] | None = None
     sdp_m_line_index: Annotated[int, Meta(ge=0, le=65_535)] | None = None
-    username_fragment: str | None = None
+    username_fragment: Annotated[str, Meta(max_length=limits.MAX_ICE_FIELD_LENGTH)] | None = None
 
 
 class CallOffer(Payload, kw_only=True):
@@ -401,3 +401,12 @@ class CallRef(Payload, kw_only=True):
     """`call:reject` / `call:end`."""
 
     call_id: Id
+
+
+class CallsHistory(Payload, kw_only=True):
+    """`calls:history`: the actor's calls, newest first; `cursor` from the previous page."""
+
+    cursor: Id | None = None
+    limit: Annotated[int, Meta(ge=1, le=limits.MAX_CALLS_HISTORY_LIMIT)] = (
+        limits.DEFAULT_CALLS_HISTORY_LIMIT
+    )

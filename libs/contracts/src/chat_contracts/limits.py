@@ -21,6 +21,12 @@ DEFAULT_PRESENCE_PAGE: Final = 100
 MAX_PRESENCE_PAGE: Final = 500
 MAX_BROADCAST_TARGETS: Final = 50
 MAX_SDP_LENGTH: Final = 100_000
+#: An ICE candidate line (RFC 8839) is under 300 characters in practice; 2 KiB is generous.
+MAX_ICE_CANDIDATE_LENGTH: Final = 2_048
+#: `sdpMid` and `usernameFragment` (a mid is a short token; a ufrag at most 256 chars).
+MAX_ICE_FIELD_LENGTH: Final = 256
+DEFAULT_CALLS_HISTORY_LIMIT: Final = 20
+MAX_CALLS_HISTORY_LIMIT: Final = 100
 #: Typing: a start not renewed expires after this long (ms) ...
 TYPING_EXPIRY_MS: Final = 10_000
 #: ... at most one relayed start per user per chat per this long (ms) ...

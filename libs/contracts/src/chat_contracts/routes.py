@@ -227,19 +227,24 @@ CALL_OFFER: Final = Route(
     s.CALLS,
     "offer",
     o.CallOfferResult,
-    served=False,
 )
-CALL_ANSWER: Final = Route("call:answer", c.CallAnswer, s.CALLS, "answer", o.Empty, served=False)
+CALL_ANSWER: Final = Route("call:answer", c.CallAnswer, s.CALLS, "answer", o.Empty)
 CALL_ICE_CANDIDATE: Final = Route(
     "call:ice-candidate",
     c.CallIce,
     s.CALLS,
     "ice",
     NO_ACK,
-    served=False,
 )
-CALL_REJECT: Final = Route("call:reject", c.CallRef, s.CALLS, "reject", o.Empty, served=False)
-CALL_END: Final = Route("call:end", c.CallRef, s.CALLS, "end", o.Empty, served=False)
+CALL_REJECT: Final = Route("call:reject", c.CallRef, s.CALLS, "reject", o.Empty)
+CALL_END: Final = Route("call:end", c.CallRef, s.CALLS, "end", o.Empty)
+CALLS_HISTORY: Final = Route(
+    "calls:history",
+    c.CallsHistory,
+    s.CALLS,
+    "history",
+    o.CallsHistoryResult,
+)
 
 # --- handled inside the gateway ----------------------------------------------
 
@@ -299,6 +304,7 @@ ROUTES: Final[tuple[Route[Any, Any], ...]] = (
     CALL_ICE_CANDIDATE,
     CALL_REJECT,
     CALL_END,
+    CALLS_HISTORY,
     TYPING_START,
     TYPING_STOP,
     PRESENCE_SET,

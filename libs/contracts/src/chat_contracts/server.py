@@ -378,6 +378,26 @@ class CallEnded(Out, kw_only=True):
     duration: int | None = None
 
 
+CallType = Literal["audio", "video"]
+#: How a call ended, in its record: the `call:ended` reasons, or the `call:rejected`
+#: reason for a call that never rang or was refused while ringing.
+CallOutcome = Literal["hangup", "timeout", "disconnect", "declined", "busy", "blocked", "offline"]
+
+
+class CallRecord(Out, kw_only=True):
+    """One call in `calls:history` (times ISO-8601; `duration` in seconds when answered)."""
+
+    call_id: str
+    caller_id: str
+    callee_id: str
+    call_type: CallType
+    started_at: str
+    answered_at: str | None = None
+    ended_at: str | None = None
+    reason: CallOutcome | None = None
+    duration: int | None = None
+
+
 class CallIceEvent(Out, kw_only=True):
     """`call:ice-candidate` (server→client)."""
 
@@ -484,3 +504,11 @@ class CallOfferResult(Out, kw_only=True):
 
     call_id: str
     ice_servers: list[IceServer]
+
+
+class CallsHistoryResult(Out, kw_only=True):
+    """Ack of `calls:history`: newest first; `cursor` asks for the next page."""
+
+    calls: list[CallRecord]
+    has_more: bool
+    cursor: str | None = None

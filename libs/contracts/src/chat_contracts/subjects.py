@@ -75,3 +75,7 @@ MEDIA: Final = "media"
 
 #: Membership changes of groups (see `bus.MembershipChanged`).
 GROUP_MEMBERSHIP_CHANGED: Final = event(GROUPS, "membership")
+
+
+#: A callee with no connected socket but push devices is rung through them (`bus.CallPush`).
+CALL_PUSH: Final = event(CALLS, "push")

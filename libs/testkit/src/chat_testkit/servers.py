@@ -5,6 +5,8 @@
 - `RedisServer`: Debian's redis-server (or the one PATH has) on a unix socket only
   (`--port 0`): no TCP port to collide on.
 - `ServiceProcess`: one of our services, `python -m chat_<name>`, ready when its log says so.
+- `TurnServer`: Debian coturn's turnserver with `use-auth-secret` on a free loopback port,
+  ready when it answers a STUN binding request.
 
 A missing binary raises `Missing`, which fixtures turn into a skip that names it.
 """
@@ -181,3 +183,66 @@ class ServiceProcess(_Process):
         if self.port is None:
             raise RuntimeError(f"{self.name} is not a ready gateway")
         return f"http://127.0.0.1:{self.port}"
+
+
+def _free_udp_tcp_port() -> int:
+    """A loopback port free for both UDP and TCP right now (coturn cannot take port 0)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+
+
+#: RFC 5389 Binding request: type 0x0001, length 0, magic cookie, 12-byte transaction id.
+_STUN_BINDING = bytes.fromhex("000100002112a442") + b"chat-testkit"
+
+
+class TurnServer(_Process):
+    """coturn (`turnserver`) checking TURN REST API credentials against `secret`."""
+
+    def __init__(self, workdir: Path, secret: str, realm: str = "chat.test") -> None:
+        binary = shutil.which("turnserver") or (
+            "/usr/bin/turnserver" if Path("/usr/bin/turnserver").exists() else None
+        )
+        if binary is None:
+            raise Missing("turnserver is not installed (Debian package coturn)")
+        self.name = "turnserver"
+        self.port = _free_udp_tcp_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            [
+                binary,
+                "-n",  # no configuration file: everything is on this command line
+                "--listening-ip", "127.0.0.1",
+                "--relay-ip", "127.0.0.1",
+                "--listening-port", str(self.port),
+                "--use-auth-secret",
+                "--static-auth-secret", secret,
+                "--realm", realm,
+                "--no-tls", "--no-dtls", "--no-cli",
+                # The peers of the tests are on loopback; production keeps this off.
+                "--allow-loopback-peers",
+                "--log-file", "stdout", "--simple-log", "--verbose",
+                "--pidfile", str(workdir / "turnserver.pid"),
+                "--userdb", str(workdir / "turndb"),
+            ],
+            workdir / "turnserver.log",
+        )  # fmt: skip
+        _wait(self._answers, "turnserver", self.proc, self.log)
+        self.url = f"turn:127.0.0.1:{self.port}?transport=udp"
+
+    def _answers(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            try:
+                sock.sendto(_STUN_BINDING, ("127.0.0.1", self.port))
+                data = sock.recv(512)
+            except OSError:
+                return False
+        return data[:2] == b"\x01\x01"  # Binding success response

@@ -1,9 +1,8 @@
 """Presence in Redis: who is online anywhere, the offline grace period, manual status.
 
-Keys (per user): `pr:c:<id>` a sorted set of gateway ids scored by lease expiry (a dead
-gateway's entries lapse on their own); `pr:g:<id>` the grace marker set when the last
-socket left (its token lets only the latest disconnect announce offline);
-`pr:s:<id>` the manual status (`away`/`busy`; absent = online).
+Keys: see `chat_runtime.presence` (the calls service reads the same leases). The grace
+marker is set when the last socket left; its token lets only the latest disconnect
+announce offline.
 """
 
 from __future__ import annotations
@@ -14,18 +13,9 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 
 from chat_gateway import redis_scripts
-
-
-def _conns(user_id: str) -> str:
-    return f"pr:c:{user_id}"
-
-
-def _grace(user_id: str) -> str:
-    return f"pr:g:{user_id}"
-
-
-def _status(user_id: str) -> str:
-    return f"pr:s:{user_id}"
+from chat_runtime.presence import conns_key as _conns
+from chat_runtime.presence import grace_key as _grace
+from chat_runtime.presence import status_key as _status
 
 
 class Presence:
