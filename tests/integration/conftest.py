@@ -39,6 +39,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "CHAT_RATE_SYNC_PER_MIN": "60000",
         },
     )
+    yield from serve(running)
+
+
+def serve(running: Stack) -> Iterator[Stack]:
+    """A session stack's life: started (skipped naming a missing part), yielded, then
+    stopped with every service required to drain cleanly on SIGTERM."""
     try:
         running.start()
     except Missing as exc:
@@ -72,6 +78,12 @@ def extra_gateway(stack: Stack, name: str, **env: str) -> Iterator[str]:
 @pytest_asyncio.fixture
 async def connect(stack: Stack) -> AsyncIterator[Connect]:
     """`await connect(user_id, gateway=0)`: a connected socket, closed after the test."""
+    async for opener in connector(stack):
+        yield opener
+
+
+async def connector(stack: Stack) -> AsyncIterator[Connect]:
+    """A `Connect` on `stack` whose sockets are closed when the generator ends."""
     clients: list[ChatClient] = []
 
     async def _connect(user_id: str, gateway: int = 0, name: str | None = None) -> ChatClient:

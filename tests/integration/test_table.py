@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.conftest import Connect
+from chat_testkit.client import ChatClient
+from chat_testkit.stack import Stack
+from tests.integration.conftest import extra_gateway
 
 OFFER = {
     "targetUserId": "bob",
@@ -21,15 +23,24 @@ OFFER = {
     [
         # No messages handler yet: the worker used to answer NOT_FOUND "unknown command".
         ("message:edit", {"messageId": "m_1", "content": "x"}),
-        # No calls worker in this stack: the gateway used to wait 5 s, then `retry`
-        # (for ever, for a well-behaved client).
+        # The calls component left out of the deployment (`CHAT_OPTIONAL_SERVICES`
+        # without it): the gateway used to wait 5 s, then `retry` (for ever, for a
+        # well-behaved client).
         ("call:offer", OFFER),
     ],
 )
 async def test_an_unserved_event_is_not_implemented_at_once(
-    connect: Connect, uid: Callable[[str], str], event: str, payload: dict[str, object]
+    stack: Stack, uid: Callable[[str], str], event: str, payload: dict[str, object]
 ) -> None:
-    client = await connect(uid("early"))
+    with extra_gateway(stack, "gateway-no-calls", CHAT_OPTIONAL_SERVICES="") as url:
+        client = await ChatClient("early").connect(url, stack.token(uid("early")))
+        try:
+            await _refused_at_once(client, event, payload)
+        finally:
+            await client.close()
+
+
+async def _refused_at_once(client: ChatClient, event: str, payload: dict[str, object]) -> None:
     started = time.monotonic()
     ack = await client.call(event, payload)
     elapsed = time.monotonic() - started

@@ -124,6 +124,14 @@ class Harness:
         call_id: str = result["callId"]
         return call_id
 
+    async def active(self) -> str:
+        """alice calls bob (both online), bob answers; the events are consumed."""
+        await self.online("alice", "bob")
+        call_id = await self.offer()
+        await self.ok("answer", "bob", c.CallAnswer(call_id=call_id, answer=ANSWER))
+        await self.events.take()
+        return call_id
+
     async def sweep(self, **advance: float) -> int:
         self.clock.advance(**advance)
         return await self.sweeper.sweep()
@@ -373,10 +381,7 @@ async def test_unanswered_call_times_out_after_60_s(h: Harness) -> None:
 
 
 async def test_an_active_call_ends_after_4_hours(h: Harness) -> None:
-    await h.online("alice", "bob")
-    call_id = await h.offer()
-    await h.ok("answer", "bob", c.CallAnswer(call_id=call_id, answer=ANSWER))
-    await h.events.take()
+    call_id = await h.active()
     assert await h.sweep(hours=3, minutes=59, seconds=59) == 0
     assert await h.sweep(seconds=1) == 1
     ended = {"callId": call_id, "reason": "timeout", "duration": 4 * 3600}
@@ -384,10 +389,7 @@ async def test_an_active_call_ends_after_4_hours(h: Harness) -> None:
 
 
 async def test_a_party_gone_for_15_s_ends_the_call(h: Harness) -> None:
-    await h.online("alice", "bob")
-    call_id = await h.offer()
-    await h.ok("answer", "bob", c.CallAnswer(call_id=call_id, answer=ANSWER))
-    await h.events.take()
+    call_id = await h.active()
     await h.offline("bob")
     assert await h.sweep(seconds=1) == 1  # bob's absence noted
     assert await h.sweep(seconds=14.9) == 0
@@ -398,10 +400,7 @@ async def test_a_party_gone_for_15_s_ends_the_call(h: Harness) -> None:
 
 
 async def test_a_reconnect_within_15_s_keeps_the_call(h: Harness) -> None:
-    await h.online("alice", "bob")
-    call_id = await h.offer()
-    await h.ok("answer", "bob", c.CallAnswer(call_id=call_id, answer=ANSWER))
-    await h.events.take()
+    call_id = await h.active()
     await h.offline("alice")
     await h.sweep(seconds=1)
     await h.online("alice")

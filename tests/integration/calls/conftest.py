@@ -5,14 +5,15 @@ with a manual clock in services/calls/tests)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 
-from chat_testkit.client import ChatClient
-from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
+from tests.integration.conftest import Connect, connector, serve
+
+__all__ = ["Connect"]
 
 RING_TIMEOUT_MS = 4_000
 DISCONNECT_MS = 1_500
@@ -55,35 +56,15 @@ def calls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "CHAT_RATE_OTHER_PER_MIN": "60000",
         },
     )
-    try:
-        running.start()
-    except Missing as exc:
-        running.stop()
-        pytest.skip(str(exc))
-    except Exception:
-        print(running.logs())
-        running.stop()
-        raise
-    yield running
-    statuses = running.stop()
-    failed = {name: code for name, code in statuses.items() if code != 0}
-    assert not failed, f"services did not drain cleanly on SIGTERM: {failed}\n{running.logs()}"
+    yield from serve(running)
 
 
-CallsConnect = Callable[..., Awaitable[ChatClient]]
+#: `dial`'s type (the same as the main stack's `connect`).
+CallsConnect = Connect
 
 
 @pytest_asyncio.fixture
-async def dial(calls_stack: Stack) -> AsyncIterator[CallsConnect]:
+async def dial(calls_stack: Stack) -> AsyncIterator[Connect]:
     """`await dial(user_id, gateway=0)`: a connected socket on the calls stack."""
-    clients: list[ChatClient] = []
-
-    async def _connect(user_id: str, gateway: int = 0, name: str | None = None) -> ChatClient:
-        client = ChatClient(f"{user_id}@{gateway}")
-        await client.connect(calls_stack.gateway_url(gateway), calls_stack.token(user_id, name))
-        clients.append(client)
-        return client
-
-    yield _connect
-    for client in clients:
-        await client.close()
+    async for opener in connector(calls_stack):
+        yield opener

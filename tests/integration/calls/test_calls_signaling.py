@@ -16,7 +16,7 @@ from tests.integration.calls.conftest import (
     OFFER,
     RING_TIMEOUT_MS,
     SLACK_S,
-    CallsConnect,
+    Connect,
 )
 
 
@@ -26,6 +26,16 @@ async def offer(caller: ChatClient, callee: str, call_type: str = "video") -> st
     )
     assert ack["status"] == "ok", ack
     call_id: str = ack["callId"]
+    return call_id
+
+
+async def answered(caller: ChatClient, callee_socket: ChatClient, callee: str) -> str:
+    """A call from `caller` answered by `callee_socket`; its id once the caller knows."""
+    call_id = await offer(caller, callee)
+    await callee_socket.wait_for("call:incoming")
+    answer = {"callId": call_id, "answer": ANSWER}
+    assert await callee_socket.call("call:answer", answer) == {"status": "ok"}
+    await caller.wait_for("call:accepted")
     return call_id
 
 
@@ -41,7 +51,7 @@ def ice_of(ack: dict[str, Any], user: str) -> None:
 
 
 async def test_every_callee_socket_rings_and_the_first_answer_wins(
-    dial: CallsConnect, uid: Callable[[str], str]
+    dial: Connect, uid: Callable[[str], str]
 ) -> None:
     alice, bob = uid("alice"), uid("bob")
     alice_a = await dial(alice, gateway=0, name="Alice")
@@ -109,7 +119,7 @@ async def test_every_callee_socket_rings_and_the_first_answer_wins(
     assert record["answeredAt"] <= record["endedAt"]
 
 
-async def test_refusals(dial: CallsConnect, uid: Callable[[str], str]) -> None:
+async def test_refusals(dial: Connect, uid: Callable[[str], str]) -> None:
     alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
     alice_a = await dial(alice)
     bob_b = await dial(bob, gateway=1)
@@ -163,7 +173,7 @@ async def test_refusals(dial: CallsConnect, uid: Callable[[str], str]) -> None:
 
 
 async def test_reject_stops_the_other_ringing_sockets(
-    dial: CallsConnect, uid: Callable[[str], str]
+    dial: Connect, uid: Callable[[str], str]
 ) -> None:
     alice, bob = uid("alice"), uid("bob")
     alice_a = await dial(alice)
@@ -180,7 +190,7 @@ async def test_reject_stops_the_other_ringing_sockets(
 
 
 async def test_an_unanswered_call_times_out_on_both_sides(
-    dial: CallsConnect, uid: Callable[[str], str]
+    dial: Connect, uid: Callable[[str], str]
 ) -> None:
     alice, bob = uid("alice"), uid("bob")
     alice_a = await dial(alice)
@@ -196,15 +206,12 @@ async def test_an_unanswered_call_times_out_on_both_sides(
 
 
 async def test_a_party_gone_for_the_disconnect_time_ends_the_call(
-    dial: CallsConnect, uid: Callable[[str], str]
+    dial: Connect, uid: Callable[[str], str]
 ) -> None:
     alice, bob = uid("alice"), uid("bob")
     alice_a = await dial(alice)
     bob_b = await dial(bob, gateway=1)
-    call_id = await offer(alice_a, bob)
-    await bob_b.wait_for("call:incoming")
-    await bob_b.call("call:answer", {"callId": call_id, "answer": ANSWER})
-    await alice_a.wait_for("call:accepted")
+    call_id = await answered(alice_a, bob_b, bob)
     gone_at = time.monotonic()
     await bob_b.close()
     ended = await alice_a.wait_for("call:ended", timeout=DISCONNECT_MS / 1000 + SLACK_S)
@@ -215,16 +222,11 @@ async def test_a_party_gone_for_the_disconnect_time_ends_the_call(
     assert ended["duration"] >= 1
 
 
-async def test_a_quick_reconnect_keeps_the_call(
-    dial: CallsConnect, uid: Callable[[str], str]
-) -> None:
+async def test_a_quick_reconnect_keeps_the_call(dial: Connect, uid: Callable[[str], str]) -> None:
     alice, bob = uid("alice"), uid("bob")
     alice_a = await dial(alice)
     bob_b = await dial(bob, gateway=1)
-    call_id = await offer(alice_a, bob)
-    await bob_b.wait_for("call:incoming")
-    await bob_b.call("call:answer", {"callId": call_id, "answer": ANSWER})
-    await alice_a.wait_for("call:accepted")
+    call_id = await answered(alice_a, bob_b, bob)
     await bob_b.close()
     await asyncio.sleep(DISCONNECT_MS / 3000)
     bob_again = await dial(bob, gateway=0)
@@ -234,7 +236,7 @@ async def test_a_quick_reconnect_keeps_the_call(
 
 
 async def test_the_ring_timeout_fires_after_the_worker_that_started_the_call_died(
-    calls_stack: Stack, dial: CallsConnect, uid: Callable[[str], str]
+    calls_stack: Stack, dial: Connect, uid: Callable[[str], str]
 ) -> None:
     alice, bob = uid("alice"), uid("bob")
     alice_a = await dial(alice)
