@@ -20,7 +20,6 @@ def ringing(**kw: object) -> Call:
         "callee_id": "b",
         "caller_name": "A",
         "call_type": "audio",
-        "offer": {"type": "offer", "sdp": "v=0"},
         "created_ms": T0,
         "caller_sid": "sa",
     }

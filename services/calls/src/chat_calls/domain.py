@@ -70,8 +70,6 @@ class Call(msgspec.Struct, kw_only=True, omit_defaults=True):
     callee_id: str
     caller_name: str
     call_type: CallType
-    #: The relayed offer (`{type, sdp}`): a callee reached by push gets it on connect.
-    offer: dict[str, Any]
     created_ms: int
     phase: Phase = Phase.RINGING
     caller_avatar: str | None = None
@@ -317,15 +315,15 @@ def answer_notices(call: Call, answer_sdp: dict[str, Any]) -> list[Notice]:
     ]
 
 
-def incoming(call: Call, ice_servers: list[o.IceServer]) -> o.CallIncoming:
-    """`call:incoming` for the callee's sockets."""
+def incoming(call: Call, offer: dict[str, Any], ice_servers: list[o.IceServer]) -> o.CallIncoming:
+    """`call:incoming` for the callee's sockets (`offer`: the relayed `{type, sdp}`)."""
     return o.CallIncoming(
         call_id=call.id,
         caller_id=call.caller_id,
         caller_name=call.caller_name,
         caller_avatar=call.caller_avatar,
         call_type=call.call_type,
-        offer=call.offer,
+        offer=offer,
         ice_servers=ice_servers,
     )
 

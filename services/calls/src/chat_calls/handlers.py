@@ -37,6 +37,8 @@ DOMAIN = subjects.CALLS
 QUERY_TIMEOUT_MS = 2_000
 
 T = TypeVar("T")
+_json = msgspec.json.Encoder()
+_offer = msgspec.json.Decoder(dict[str, Any])
 
 
 class CallHandlers:
@@ -105,7 +107,6 @@ class CallHandlers:
             caller_name=actor.name,
             caller_avatar=actor.avatar,
             call_type=p.call_type,
-            offer=msgspec.to_builtins(p.offer),
             created_ms=now,
             caller_sid=command.origin_sid,
             delivered=online,
@@ -121,14 +122,15 @@ class CallHandlers:
             )
             return call if reason is None else domain.refused(call, reason, now)
 
-        stored = await self._state.create(call, decide)
+        offer = msgspec.to_builtins(p.offer)
+        stored = await self._state.create(call, decide, _json.encode(offer))
         result = o.CallOfferResult(call_id=call.id, ice_servers=self._servers(actor.user_id))
         if stored.phase is Phase.ENDED:
             await self._store.save(domain.record(stored))
             # After the ack (published first by the runner): the caller knows the callId.
             self._after_reply(self._notify(domain.ending_notices(stored)))
         elif online:
-            await self._ring(stored)
+            await self._ring(stored, offer)
         else:
             push = CallPush(
                 call_id=call.id,
@@ -223,7 +225,10 @@ class CallHandlers:
         if after.phase is Phase.ENDED:
             await self._settle(after)
         elif not before.delivered and after.delivered:
-            await self._ring(after)  # a callee rung by push just connected
+            # A callee rung by push just connected.
+            raw = await self._state.offer(call_id)
+            if raw is not None:
+                await self._ring(after, _offer.decode(raw))
         return after
 
     # --- helpers ---------------------------------------------------------------------------
@@ -231,8 +236,8 @@ class CallHandlers:
     def _servers(self, user_id: str) -> list[o.IceServer]:
         return self._ice.servers(user_id, self.now_ms() // 1000)
 
-    async def _ring(self, call: Call) -> None:
-        incoming = domain.incoming(call, self._servers(call.callee_id))
+    async def _ring(self, call: Call, offer: dict[str, Any]) -> None:
+        incoming = domain.incoming(call, offer, self._servers(call.callee_id))
         await self._publisher.to_user(call.callee_id, "call:incoming", incoming)
 
     async def _settle(self, call: Call, origin_sid: str | None = None) -> None:

@@ -1,6 +1,8 @@
 """Call state in Redis: every transition is one optimistic transaction (WATCH/MULTI).
 
-Keys: `call:<id>` the msgpack `domain.Call`; `call:user:<userId>` the call a user is in
+Keys: `call:<id>` the msgpack `domain.Call` (~300 bytes: the sweeper reads them all);
+`call:offer:<id>` the offer of a call that rings by push (up to 100 KB, read once when
+the callee connects); `call:user:<userId>` the call a user is in
 (ringing or active: the busy rule); `calls:due` a sorted set of ongoing call ids scored
 by their next deadline (ms), which the sweeper of any replica polls; `calls:sweep` a
 short lock so that one replica sweeps per interval. A transition reads the call, runs
@@ -51,6 +53,11 @@ def call_key(call_id: str) -> str:
     return f"call:{call_id}"
 
 
+def offer_key(call_id: str) -> str:
+    """The offer kept for a callee rung by push."""
+    return f"call:offer:{call_id}"
+
+
 def user_key(user_id: str) -> str:
     """The call a user is a party of, while it rings or runs."""
     return f"call:user:{user_id}"
@@ -87,9 +94,12 @@ class CallState:
                 pipe.set(user_key(call.caller_id), call.id, px=ttl)
                 pipe.set(user_key(call.callee_id), call.id, px=ttl)
 
-    async def create(self, call: Call, decide: Callable[[bool, bool], Call]) -> Call:
+    async def create(
+        self, call: Call, decide: Callable[[bool, bool], Call], offer: bytes = b""
+    ) -> Call:
         """Store a new call. `decide(caller_busy, callee_busy)` returns the call to store
-        (ringing, or ended as refused) or raises; both users' slots are taken atomically."""
+        (ringing, or ended as refused) or raises; both users' slots are taken atomically.
+        `offer` (JSON) is kept while a call rings undelivered (its callee rung by push)."""
         keys = [user_key(call.caller_id), user_key(call.callee_id)]
         for _ in range(MAX_ATTEMPTS):
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -99,6 +109,8 @@ class CallState:
                     decided = decide(caller_in is not None, callee_in is not None)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     self._write(pipe, None, decided)
+                    if decided.phase is Phase.RINGING and not decided.delivered:
+                        pipe.set(offer_key(call.id), offer, px=self.timing.ring_ms + ENDED_KEEP_MS)
                     await pipe.execute()
                     return decided
                 except WatchError:
@@ -137,6 +149,11 @@ class CallState:
                 except WatchError:
                     continue
         raise Contended(call_id)
+
+    async def offer(self, call_id: str) -> bytes | None:
+        """The offer (JSON) of a call rung by push, while it rings."""
+        raw = await self.redis.get(offer_key(call_id))
+        return raw.encode() if isinstance(raw, str) else raw
 
     async def due(self, now_ms: int, limit: int = 500) -> list[str]:
         """Ongoing calls whose next deadline has come."""
