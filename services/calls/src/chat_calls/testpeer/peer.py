@@ -251,7 +251,10 @@ class TestPeer:
         def probe_track(track: MediaStreamTrack) -> None:
             probe = Probe(track.kind, changed=session.media)
             session.probes.append(probe)
-            session.tasks.append(asyncio.ensure_future(consume(track, probe)))
+            # Through the relay: the echo reads the same track, and a track's frames
+            # would otherwise be shared out between its two readers.
+            reader = self._relay.subscribe(track)
+            session.tasks.append(asyncio.ensure_future(consume(reader, probe)))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
