@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Any
 
-from chat_calls.testpeer.peer import TestPeer
+from chat_calls.testpeer.peer import Session, TestPeer
 
 
 def _print(event: str, **fields: Any) -> None:
@@ -43,6 +43,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def _say_hello(session: Session) -> None:
+    """Once the data channel opens, one message (the answering peer echoes it)."""
+    await session.opened.wait()
+    if session.channel is not None:
+        session.channel.send("hello")
+        _print("sent", callId=session.call_id, text="hello")
+
+
 async def _run(args: argparse.Namespace) -> int:
     peer = TestPeer(
         args.url,
@@ -60,6 +68,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         if args.call:
             session = await peer.place(args.call, video=not args.audio_only)
+            peer.spawn(_say_hello(session))
             if args.hangup_after:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), args.hangup_after)

@@ -144,7 +144,7 @@ class TestPeer:
     async def _on_incoming(self, data: dict[str, Any]) -> None:
         self.report("incoming", callId=data["callId"], callerId=data["callerId"])
         if self.auto_answer:
-            self._spawn(self._answer(data))
+            self.spawn(self._answer(data))
 
     async def _answer(self, data: dict[str, Any]) -> None:
         call_id = data["callId"]
@@ -297,7 +297,8 @@ class TestPeer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
+        """Run `coro` in the background; a failure is reported as an `error` event."""
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
