@@ -28,15 +28,27 @@ def status_key(user_id: str) -> str:
     return f"pr:s:{user_id}"
 
 
+#: KEYS: conns zsets. ARGV: now (ms). One "0"/"1" per key: a live lease or not.
+#: One reply string instead of one reply per user: redis-py spent ~18 us parsing each
+#: pipelined ZCOUNT reply (18 ms per 1,000 users, the calls sweeper's largest cost).
+_CONNECTED = """
+local now = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('ZCOUNT', key, now, '+inf') > 0 then out[i] = '1' else out[i] = '0' end
+end
+return table.concat(out)
+"""
+
+
 async def connected(redis: Redis, user_ids: Sequence[str], now_ms: int) -> list[bool]:
     """Whether each user has a socket on some live gateway right now (grace not counted).
 
-    One pipelined round trip of ZCOUNTs, whatever the number of users.
+    One round trip and one reply, whatever the number of users.
     """
     if not user_ids:
         return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for user_id in user_ids:
-            pipe.zcount(conns_key(user_id), now_ms, "+inf")
-        counts = await pipe.execute()
-    return [bool(count) for count in counts]
+    script = redis.register_script(_CONNECTED)
+    flags = await script(keys=[conns_key(u) for u in user_ids], args=[now_ms])
+    text = flags.decode() if isinstance(flags, bytes) else str(flags)
+    return [flag == "1" for flag in text]
