@@ -21,8 +21,6 @@ OFFER = {
 @pytest.mark.parametrize(
     ("event", "payload"),
     [
-        # No messages handler yet: the worker used to answer NOT_FOUND "unknown command".
-        ("message:edit", {"messageId": "m_1", "content": "x"}),
         # The calls component left out of the deployment (`CHAT_OPTIONAL_SERVICES`
         # without it): the gateway used to wait 5 s, then `retry` (for ever, for a
         # well-behaved client).

@@ -133,12 +133,14 @@ export interface ChatMuted {
   mutedUntil?: string;
 }
 
-/** One chat in the `sync` ack. */
+/** One chat in the `sync` ack. `mutedUntil`: absent when the chat is not muted, null when muted forever. */
 export interface ChatState {
   lastSeq: number;
+  lastRev: number;
   unread: number;
   conversationId?: string;
   groupId?: string;
+  mutedUntil?: string;
 }
 
 /** `conversation:unmuted`. */
@@ -340,6 +342,7 @@ export interface MessageBroadcast {
   conversationIds?: string[];
   groupIds?: string[];
   clientMessageId?: string;
+  mediaUrl?: string;
 }
 
 /** `message:delete`. */
@@ -557,6 +560,8 @@ export interface ReplyContext {
   senderId: string;
   senderName: string;
   isDeleted?: boolean;
+  isEdited?: boolean;
+  editedAt?: string;
 }
 
 /** `search:messages`. */
@@ -604,6 +609,7 @@ export interface SocketMessage {
   isDeleted: boolean;
   reactions: ReactionSummary[];
   pinned: boolean;
+  rev: number;
 }
 
 /** `status:set`: an empty `status` clears it. */
@@ -621,11 +627,12 @@ export interface StatusUpdated {
   expiresAt?: string;
 }
 
-/** The last `seq` a client holds for one chat. */
+/** The last `seq` (and change `rev`) a client holds for one chat; without `rev` the client gets new messages only. */
 export interface SyncCursor {
   conversationId?: string;
   groupId?: string;
   seq: number;
+  rev?: number;
 }
 
 /** `sync`: chats not named in `since` are sent from the start (seq 0). */

@@ -16,9 +16,10 @@ def test_every_event_has_a_channel() -> None:
     doc = codegen.asyncapi()
     addresses = {ch["address"] for ch in doc["channels"].values()}
     assert addresses == {r.event for r in ROUTES} | set(SERVER_EVENTS)
-    assert doc["components"]["schemas"]["SocketMessage"]["required"][-4:] == [
+    assert doc["components"]["schemas"]["SocketMessage"]["required"][-5:] == [
         "isEdited",
         "isDeleted",
         "reactions",
         "pinned",
+        "rev",
     ]

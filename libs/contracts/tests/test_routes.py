@@ -50,5 +50,8 @@ def test_not_implemented_is_a_code_in_the_generated_contract() -> None:
     assert ErrorCode.NOT_IMPLEMENTED.value == "NOT_IMPLEMENTED"
     assert '"NOT_IMPLEMENTED"' in codegen.rendered()["types.ts"]
     ops = codegen.asyncapi()["operations"]
-    assert ops["on_message_edit"]["x-served"] is False
+    for route in ROUTES:
+        op = ops["on_" + re.sub(r"[^A-Za-z0-9]", "_", route.event)]
+        assert op.get("x-served", True) is route.served, route.event
     assert "x-served" not in ops["on_message_send"]
+    assert "x-served" not in ops["on_message_edit"]

@@ -266,7 +266,23 @@ def test_cursor_map_keeps_the_highest_seq_per_chat() -> None:
         SyncCursor(group_id="g_1", seq=2),
         SyncCursor(conversation_id="c_1", seq=9),
     ]
-    assert domain.cursor_map(cursors) == {"c_1": 9, "g_1": 2}
+    assert domain.cursor_map(cursors) == {
+        "c_1": domain.Cursor(seq=9),
+        "g_1": domain.Cursor(seq=2),
+    }
+
+
+def test_cursor_map_keeps_the_highest_rev_and_no_rev_means_new_only() -> None:
+    cursors = [
+        SyncCursor(conversation_id="c_1", seq=4, rev=7),
+        SyncCursor(conversation_id="c_1", seq=3, rev=9),
+        SyncCursor(group_id="g_1", seq=2),
+    ]
+    held = domain.cursor_map(cursors)
+    assert held["c_1"] == domain.Cursor(seq=4, rev=9)
+    assert domain.changes_wanted(held["c_1"], 10) is True
+    assert domain.changes_wanted(held["c_1"], 9) is False
+    assert domain.changes_wanted(held["g_1"], 10) is False
 
 
 def test_visible_chats_are_those_with_messages_or_named() -> None:

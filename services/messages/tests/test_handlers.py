@@ -40,10 +40,12 @@ from chat_contracts.client import (
     SyncRequest,
 )
 from chat_messages import domain
+from chat_messages.context import Deps
 from chat_messages.domain import GroupTarget, MessageDraft
 from chat_messages.groups import BusGroupDirectory
-from chat_messages.handlers import MessageHandlers, build_router
-from chat_messages.store import SqliteMessageStore
+from chat_messages.handlers import build_router
+from chat_messages.rules import Rules
+from chat_messages.store.sqlite import SqliteMessageStore
 from chat_runtime.bus import Bus, Publisher
 from chat_runtime.clock import ManualClock, TimeOrderedIds, iso
 from chat_runtime.worker import Worker
@@ -155,12 +157,13 @@ async def messages_service(nats_url: str, workdir: Path) -> AsyncIterator[Env]:
     store = SqliteMessageStore(workdir / "messages.sqlite3")
     await store.open()
     clock = ManualClock()
-    handlers = MessageHandlers(
+    deps = Deps(
         store=store,
         groups=BusGroupDirectory(bus),
         publisher=Publisher(bus),
         clock=clock,
         ids=TimeOrderedIds(clock),
+        rules=Rules(),
     )
     test_env = Env(bus=bus, store=store, clock=clock)
 
@@ -171,7 +174,7 @@ async def messages_service(nats_url: str, workdir: Path) -> AsyncIterator[Env]:
         await test_env.deliveries.put(Delivery(msg.subject, fanout))
 
     sub = await bus.subscribe("rt.>", collect)
-    worker = Worker(bus, build_router(handlers))
+    worker = Worker(bus, build_router(deps))
     await worker.start()
     try:
         yield test_env
@@ -358,7 +361,9 @@ async def test_groups_service_unavailable_is_a_retry_ack(lonely_env: Env) -> Non
         reply = await lonely_env.error(action, AMY, payload)
         assert (reply.status, reply.code) == ("retry", "UNAVAILABLE"), (action, reply)
         assert (reply.retry_after or 0) > 0, (action, reply)
-    stored = await lonely_env.store.messages_after("g_team", after_seq=0, through_seq=10, limit=10)
+    stored = await lonely_env.store.messages_after(
+        "g_team", "amy", after_seq=0, through_seq=10, limit=10
+    )
     assert stored.messages == []
     await lonely_env.assert_quiet()
 
@@ -414,8 +419,13 @@ async def test_sync_sends_the_newest_1000_in_batches_of_200(env: Env, team: str)
     ack = await env.call("sync", AMY, since((team, 0), (foreign, 0)), sid="amy-phone")
     chats = {c.get("groupId") or c["conversationId"]: c for c in ack["chats"]}
     assert chats == {
-        team: {"groupId": team, "lastSeq": 1_050, "unread": 1_050},
-        conversation_id: {"conversationId": conversation_id, "lastSeq": 1, "unread": 1},
+        team: {"groupId": team, "lastSeq": 1_050, "lastRev": 1_050, "unread": 1_050},
+        conversation_id: {
+            "conversationId": conversation_id,
+            "lastSeq": 1,
+            "lastRev": 1,
+            "unread": 1,
+        },
     }
 
     batches = await env.take(6)
@@ -434,7 +444,7 @@ async def test_sync_sends_the_newest_1000_in_batches_of_200(env: Env, team: str)
 async def test_sync_sends_only_what_the_client_misses(env: Env, team: str) -> None:
     await fill_group(env, team, 5)
     ack = await env.call("sync", AMY, since((team, 3)))
-    assert ack["chats"] == [{"groupId": team, "lastSeq": 5, "unread": 5}]
+    assert ack["chats"] == [{"groupId": team, "lastSeq": 5, "lastRev": 5, "unread": 5}]
     (batch,) = await env.take(1)
     assert [m["seq"] for m in batch.data["messages"]] == [4, 5]
     assert "limited" not in batch.data

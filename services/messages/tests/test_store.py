@@ -20,7 +20,9 @@ from chat_messages.domain import (
     PeerTarget,
     Target,
 )
-from chat_messages.store import Appended, MessageStore, MongoMessageStore, SqliteMessageStore
+from chat_messages.store import Appended, MessageStore
+from chat_messages.store.mongo import MongoMessageStore
+from chat_messages.store.sqlite import SqliteMessageStore
 from chat_testkit.stores import contract_store
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123_000, tzinfo=UTC)
@@ -275,11 +277,13 @@ async def test_messages_after_a_seq_in_order(store: MessageStore) -> None:
     for n in range(10):
         await send(store, G1, content=f"m{n}")
     await send(store, G2)
-    page = await store.messages_after("g_1", after_seq=3, through_seq=8, limit=100)
+    page = await store.messages_after("g_1", "amy", after_seq=3, through_seq=8, limit=100)
     assert [m.seq for m in page.messages] == [4, 5, 6, 7, 8]
-    capped = await store.messages_after("g_1", after_seq=0, through_seq=10, limit=4)
+    capped = await store.messages_after("g_1", "amy", after_seq=0, through_seq=10, limit=4)
     assert [m.seq for m in capped.messages] == [1, 2, 3, 4]
-    assert (await store.messages_after("g_1", after_seq=10, through_seq=10, limit=5)).messages == []
+    assert (
+        await store.messages_after("g_1", "amy", after_seq=10, through_seq=10, limit=5)
+    ).messages == []
 
 
 async def test_lookup_for_read(store: MessageStore) -> None:

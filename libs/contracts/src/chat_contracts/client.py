@@ -100,11 +100,13 @@ class HistoryRequest(ChatTarget, kw_only=True):
 
 
 class SyncCursor(Payload, kw_only=True):
-    """The last `seq` a client holds for one chat."""
+    """The last `seq` (and change `rev`) a client holds for one chat; without `rev` the
+    client gets new messages only."""
 
     conversation_id: Id | None = None
     group_id: Id | None = None
     seq: Seq
+    rev: Seq | None = None
 
     def __post_init__(self) -> None:
         _exactly_one(self, "conversation_id", "group_id")
@@ -197,6 +199,7 @@ class MessageBroadcast(Payload, kw_only=True):
     conversation_ids: list[Id] = []
     group_ids: list[Id] = []
     client_message_id: Id | None = None
+    media_url: Annotated[str, Meta(max_length=2_048)] | None = None
 
     def __post_init__(self) -> None:
         total = len(self.conversation_ids) + len(self.group_ids)
@@ -204,6 +207,8 @@ class MessageBroadcast(Payload, kw_only=True):
             raise ValueError("at least one of conversationIds / groupIds is required")
         if total > limits.MAX_BROADCAST_TARGETS:
             raise ValueError(f"at most {limits.MAX_BROADCAST_TARGETS} targets")
+        if self.type != "TEXT" and not self.media_url:
+            raise ValueError("`mediaUrl` is required for media messages")
 
 
 class SearchMessages(Payload, kw_only=True):

@@ -69,7 +69,6 @@ MESSAGE_EDIT: Final = Route(
     s.MESSAGES,
     "edit",
     o.MessageResult,
-    served=False,
 )
 MESSAGE_DELETE: Final = Route(
     "message:delete",
@@ -77,7 +76,6 @@ MESSAGE_DELETE: Final = Route(
     s.MESSAGES,
     "delete",
     o.Empty,
-    served=False,
 )
 MESSAGE_REACTION_ADD: Final = Route(
     "message:reaction:add",
@@ -85,7 +83,6 @@ MESSAGE_REACTION_ADD: Final = Route(
     s.MESSAGES,
     "reaction_add",
     o.ReactionsResult,
-    served=False,
 )
 MESSAGE_REACTION_REMOVE: Final = Route(
     "message:reaction:remove",
@@ -93,7 +90,6 @@ MESSAGE_REACTION_REMOVE: Final = Route(
     s.MESSAGES,
     "reaction_remove",
     o.ReactionsResult,
-    served=False,
 )
 MESSAGE_HISTORY_EDITS: Final = Route(
     "message:history:edits",
@@ -101,7 +97,6 @@ MESSAGE_HISTORY_EDITS: Final = Route(
     s.MESSAGES,
     "edits",
     o.EditsResult,
-    served=False,
 )
 MESSAGE_PIN: Final = Route(
     "message:pin",
@@ -109,7 +104,6 @@ MESSAGE_PIN: Final = Route(
     s.MESSAGES,
     "pin",
     o.Empty,
-    served=False,
 )
 MESSAGE_UNPIN: Final = Route(
     "message:unpin",
@@ -117,16 +111,14 @@ MESSAGE_UNPIN: Final = Route(
     s.MESSAGES,
     "unpin",
     o.Empty,
-    served=False,
 )
-PINS_LIST: Final = Route("pins:list", c.PinsList, s.MESSAGES, "pins", o.PinsResult, served=False)
+PINS_LIST: Final = Route("pins:list", c.PinsList, s.MESSAGES, "pins", o.PinsResult)
 MESSAGE_FORWARD: Final = Route(
     "message:forward",
     c.MessageForward,
     s.MESSAGES,
     "forward",
     o.MessageResult,
-    served=False,
 )
 MESSAGE_BROADCAST: Final = Route(
     "message:broadcast",
@@ -134,7 +126,6 @@ MESSAGE_BROADCAST: Final = Route(
     s.MESSAGES,
     "broadcast",
     o.BroadcastResult,
-    served=False,
 )
 SEARCH_MESSAGES: Final = Route(
     "search:messages",
@@ -142,7 +133,6 @@ SEARCH_MESSAGES: Final = Route(
     s.MESSAGES,
     "search",
     o.SearchResults,
-    served=False,
 )
 CONVERSATION_MUTE: Final = Route(
     "conversation:mute",
@@ -150,7 +140,6 @@ CONVERSATION_MUTE: Final = Route(
     s.MESSAGES,
     "mute",
     o.Empty,
-    served=False,
 )
 CONVERSATION_UNMUTE: Final = Route(
     "conversation:unmute",
@@ -158,7 +147,6 @@ CONVERSATION_UNMUTE: Final = Route(
     s.MESSAGES,
     "unmute",
     o.Empty,
-    served=False,
 )
 
 # --- groups ------------------------------------------------------------------

@@ -28,6 +28,8 @@ class ReplyContext(Out, kw_only=True):
     sender_id: str
     sender_name: str
     is_deleted: bool = False
+    is_edited: bool = False
+    edited_at: str | None = None
 
 
 class ForwardedFrom(Out, kw_only=True):
@@ -70,6 +72,8 @@ class SocketMessage(Out, kw_only=True):
     is_deleted: bool
     reactions: list[ReactionSummary]
     pinned: bool
+    #: The chat's change revision of this message's latest change (see `sync`).
+    rev: int
 
 
 class MessageBatch(Out, kw_only=True):
@@ -427,12 +431,17 @@ class HistoryResult(Out, kw_only=True):
 
 
 class ChatState(Out, kw_only=True):
-    """One chat in the `sync` ack."""
+    """One chat in the `sync` ack.
+
+    `mutedUntil`: absent when the chat is not muted, null when muted forever.
+    """
 
     last_seq: int
+    last_rev: int
     unread: int
     conversation_id: str | None = None
     group_id: str | None = None
+    muted_until: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SyncResult(Out, kw_only=True):

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from chat_contracts import subjects
+from chat_messages.context import Deps
 from chat_messages.groups import (
     DEFAULT_GROUPS_TIMEOUT_MS,
     BusGroupDirectory,
     CachingGroupDirectory,
 )
-from chat_messages.handlers import MessageHandlers, build_router
-from chat_messages.store import MessageStore, MongoMessageStore, SqliteMessageStore
+from chat_messages.handlers import build_router
+from chat_messages.rules import Rules
+from chat_messages.store import MessageStore
+from chat_messages.store.mongo import MongoMessageStore
+from chat_messages.store.sqlite import SqliteMessageStore
 from chat_runtime.bus import Bus, Publisher
-from chat_runtime.clock import SystemClock, TimeOrderedIds
+from chat_runtime.clock import Clock, SystemClock, TimeOrderedIds
 from chat_runtime.service import main, opened_store
 from chat_runtime.settings import BaseSettings
 from chat_runtime.worker import Router
@@ -24,9 +29,40 @@ SQLITE_FILE = "messages.sqlite3"
 
 
 class MessagesSettings(BaseSettings, kw_only=True, frozen=True):
-    """The shared settings plus the groups look-up deadline (`CHAT_GROUPS_TIMEOUT_MS`)."""
+    """The shared settings plus the groups look-up deadline and the lifecycle rules.
+
+    - `CHAT_EDIT_WINDOW_S` (900) / `CHAT_DELETE_WINDOW_S` (3600): how long after
+      `createdAt` a sender may edit / delete for everyone.
+    - `CHAT_PIN_ADMINS_ONLY` (true): in groups only ADMINs pin.
+    - `CHAT_CLOCK_OFFSET_MS` (0): added to the system clock; lets a test run a worker
+      "later" than the messages it wrote instead of sleeping through a window.
+    """
 
     groups_timeout_ms: int = DEFAULT_GROUPS_TIMEOUT_MS
+    edit_window_s: int = 15 * 60
+    delete_window_s: int = 60 * 60
+    pin_admins_only: bool = True
+    clock_offset_ms: int = 0
+
+    def rules(self) -> Rules:
+        """The configured rules."""
+        return Rules(
+            edit_window=timedelta(seconds=self.edit_window_s),
+            delete_window=timedelta(seconds=self.delete_window_s),
+            pin_admins_only=self.pin_admins_only,
+        )
+
+
+class OffsetClock:
+    """The system clock moved by a fixed offset (`CHAT_CLOCK_OFFSET_MS`)."""
+
+    def __init__(self, offset_ms: int, inner: Clock | None = None) -> None:
+        self._offset = timedelta(milliseconds=offset_ms)
+        self._inner = inner or SystemClock()
+
+    def now(self) -> datetime:
+        """The inner clock's time plus the offset."""
+        return self._inner.now() + self._offset
 
 
 @asynccontextmanager
@@ -39,15 +75,18 @@ async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
     # Every worker keeps its own cache, so every worker hears every change (no queue).
     await bus.subscribe(subjects.GROUP_MEMBERSHIP_CHANGED, directory.on_change)
     async with opened_store(settings, SQLITE_FILE, sqlite, mongo) as store:
-        clock = SystemClock()
-        handlers = MessageHandlers(
+        clock: Clock = (
+            OffsetClock(settings.clock_offset_ms) if settings.clock_offset_ms else SystemClock()
+        )
+        deps = Deps(
             store=store,
             groups=directory,
             publisher=Publisher(bus),
             clock=clock,
             ids=TimeOrderedIds(clock),
+            rules=settings.rules(),
         )
-        yield build_router(handlers)
+        yield build_router(deps)
 
 
 def run() -> None:

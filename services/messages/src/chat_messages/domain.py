@@ -6,7 +6,7 @@ checks inside their own transaction when the check needs stored data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -15,7 +15,14 @@ import msgspec
 from chat_contracts import DomainError, ErrorCode, ids, limits
 from chat_contracts.bus import Membership
 from chat_contracts.client import MessageType, SyncCursor
-from chat_contracts.server import ChatState, MessageBatch, ReplyContext, SocketMessage
+from chat_contracts.server import (
+    ChatState,
+    ForwardedFrom,
+    MessageBatch,
+    ReactionSummary,
+    ReplyContext,
+    SocketMessage,
+)
 from chat_runtime.clock import iso
 
 #: DM conversations are ours ("c_..."); groups ("g_...") belong to the groups service.
@@ -54,20 +61,27 @@ class MessageDraft(msgspec.Struct, frozen=True, kw_only=True):
     media_url: str | None
     reply_to_id: str | None
     created_at: datetime
+    #: A forwarded message names its source (flat, so both stores keep it as columns).
+    fwd_message_id: str | None = None
+    fwd_sender_id: str | None = None
+    fwd_sender_name: str | None = None
 
-    def stored(self, chat_id: str, seq: int) -> StoredMessage:
-        """The message as stored once the store gave it its chat and `seq`."""
-        return StoredMessage(**msgspec.structs.asdict(self), chat_id=chat_id, seq=seq)
+    def stored(self, chat_id: str, seq: int, rev: int) -> StoredMessage:
+        """The message as stored once the store gave it its chat, `seq` and `rev`."""
+        return StoredMessage(**msgspec.structs.asdict(self), chat_id=chat_id, seq=seq, rev=rev)
 
 
 class StoredMessage(MessageDraft, frozen=True, kw_only=True):
-    """A message as stored: the draft plus its chat and `seq` (and, for later
-    features, `edited_at` / `deleted_at`)."""
+    """A message as stored: the draft plus its chat, `seq`, the `rev` of its latest
+    change, and its edit / delete / pin state."""
 
     chat_id: str
     seq: int
+    rev: int = 0
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
+    pinned_at: datetime | None = None
+    pinned_by: str | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -75,20 +89,40 @@ class StoredMessage(MessageDraft, frozen=True, kw_only=True):
         return self.deleted_at is not None
 
 
+class ReactionRow(msgspec.Struct, frozen=True, array_like=True):
+    """One stored reaction, in the order reactions were added."""
+
+    emoji: str
+    user_id: str
+
+
+class HiddenMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message one user deleted for themselves, with the chat `rev` the hiding took."""
+
+    message: StoredMessage
+    hidden_at: datetime
+    rev: int
+
+
 class Page(msgspec.Struct, frozen=True, kw_only=True):
     """Messages read together with the originals they reply to (by id)."""
 
     messages: list[StoredMessage]
     replies: dict[str, StoredMessage] = {}
+    reactions: dict[str, list[ReactionRow]] = {}
     has_more: bool = False
 
 
 class ChatCounters(msgspec.Struct, frozen=True, kw_only=True):
-    """One chat of a user: its newest `seq` and the user's unread count."""
+    """One chat of a user: its newest `seq` and `rev`, the user's unread count and mute."""
 
     chat_id: str
     last_seq: int
     unread: int
+    last_rev: int = 0
+    #: The user's mute row: `muted` with `muted_until` None means forever.
+    muted: bool = False
+    muted_until: datetime | None = None
 
 
 # --- targets ------------------------------------------------------------------------
@@ -213,10 +247,41 @@ def reply_context(original: StoredMessage) -> ReplyContext:
         sender_id=original.sender_id,
         sender_name=original.sender_name,
         is_deleted=original.is_deleted,
+        is_edited=original.edited_at is not None and not original.is_deleted,
+        edited_at=iso(original.edited_at)
+        if original.edited_at is not None and not original.is_deleted
+        else None,
     )
 
 
-def to_socket_message(message: StoredMessage, original: StoredMessage | None) -> SocketMessage:
+def aggregate_reactions(rows: Iterable[ReactionRow]) -> list[ReactionSummary]:
+    """`reactions` of a message: one entry per emoji in order of its first use, with the
+    exact count and the first `REACTION_USER_IDS_SHOWN` (20) users in order of reacting."""
+    users: dict[str, list[str]] = {}
+    for row in rows:
+        users.setdefault(row.emoji, []).append(row.user_id)
+    return [
+        ReactionSummary(emoji=emoji, count=len(ids), user_ids=ids[: limits.REACTION_USER_IDS_SHOWN])
+        for emoji, ids in users.items()
+    ]
+
+
+def forwarded_from(message: StoredMessage) -> ForwardedFrom | None:
+    """`forwardedFrom` of a forwarded message."""
+    if message.fwd_message_id is None:
+        return None
+    return ForwardedFrom(
+        message_id=message.fwd_message_id,
+        sender_id=message.fwd_sender_id or "",
+        sender_name=message.fwd_sender_name or "",
+    )
+
+
+def to_socket_message(
+    message: StoredMessage,
+    original: StoredMessage | None,
+    reactions: Iterable[ReactionRow] = (),
+) -> SocketMessage:
     """The client view of a stored message; `original` is the message it replies to."""
     conversation_id, group_id = chat_fields(message.chat_id)
     deleted = message.is_deleted
@@ -237,47 +302,101 @@ def to_socket_message(message: StoredMessage, original: StoredMessage | None) ->
         edited_at=iso(message.edited_at) if message.edited_at else None,
         deleted_at=iso(message.deleted_at) if message.deleted_at else None,
         reply_to=reply_context(original) if original is not None else None,
+        forwarded_from=forwarded_from(message),
         is_edited=message.edited_at is not None,
         is_deleted=deleted,
-        reactions=[],
-        pinned=False,
+        # A tombstone keeps no reactions and no pin (both are removed with it).
+        reactions=[] if deleted else aggregate_reactions(reactions),
+        pinned=message.pinned_at is not None and not deleted,
+        rev=message.rev,
     )
 
 
 def page_view(page: Page) -> list[SocketMessage]:
     """The client view of a page, in the page's order."""
     return [
-        to_socket_message(m, page.replies.get(m.reply_to_id) if m.reply_to_id else None)
+        to_socket_message(
+            m,
+            page.replies.get(m.reply_to_id) if m.reply_to_id else None,
+            page.reactions.get(m.id, ()),
+        )
         for m in page.messages
     ]
 
 
-def chat_state(counters: ChatCounters) -> ChatState:
-    """One row of the `sync` ack."""
+def hidden_view(hidden: HiddenMessage) -> SocketMessage:
+    """A message the viewer deleted for themselves, as the tombstone only they get."""
+    tombstone = msgspec.structs.replace(
+        hidden.message,
+        content=None,
+        media_url=None,
+        deleted_at=hidden.message.deleted_at or hidden.hidden_at,
+        rev=max(hidden.rev, hidden.message.rev),
+    )
+    return to_socket_message(tombstone, None)
+
+
+def mute_state(counters: ChatCounters, now: datetime) -> tuple[bool, datetime | None]:
+    """(muted now, until when; None = forever). An expired mute is no mute (compared on
+    read: nothing in memory has to fire when it ends)."""
+    if not counters.muted:
+        return False, None
+    if counters.muted_until is not None and counters.muted_until <= now:
+        return False, None
+    return True, counters.muted_until
+
+
+def chat_state(counters: ChatCounters, now: datetime) -> ChatState:
+    """One row of the `sync` ack (`mutedUntil`: absent = not muted, null = forever)."""
     conversation_id, group_id = chat_fields(counters.chat_id)
+    muted, until = mute_state(counters, now)
+    muted_until: str | msgspec.UnsetType | None = msgspec.UNSET
+    if muted:
+        muted_until = iso(until) if until is not None else None
     return ChatState(
         conversation_id=conversation_id,
         group_id=group_id,
         last_seq=counters.last_seq,
+        last_rev=counters.last_rev,
         unread=counters.unread,
+        muted_until=muted_until,
     )
 
 
 # --- sync ---------------------------------------------------------------------------
 
 
-def cursor_map(since: Iterable[SyncCursor]) -> dict[str, int]:
-    """Chat id → the seq the client holds (the highest when a chat is named twice)."""
-    cursors: dict[str, int] = {}
+class Cursor(msgspec.Struct, frozen=True, kw_only=True):
+    """What a client holds of one chat: its last `seq`, and its last `rev` when it sent one."""
+
+    seq: int = 0
+    rev: int | None = None
+
+
+def cursor_map(since: Iterable[SyncCursor]) -> dict[str, Cursor]:
+    """Chat id → what the client holds (the highest of each when a chat is named twice)."""
+    cursors: dict[str, Cursor] = {}
     for cursor in since:
         chat_id = cursor.conversation_id or cursor.group_id or ""
-        cursors[chat_id] = max(cursor.seq, cursors.get(chat_id, 0))
+        held = cursors.get(chat_id, Cursor())
+        rev = held.rev
+        if cursor.rev is not None:
+            rev = cursor.rev if rev is None else max(rev, cursor.rev)
+        cursors[chat_id] = Cursor(seq=max(cursor.seq, held.seq), rev=rev)
     return cursors
 
 
-def visible_chats(counters: Iterable[ChatCounters], named: dict[str, int]) -> list[ChatCounters]:
+def visible_chats(
+    counters: Iterable[ChatCounters], named: Mapping[str, object]
+) -> list[ChatCounters]:
     """The chats the `sync` ack lists: those with a message, and those the client named."""
-    return [c for c in counters if c.last_seq > 0 or c.chat_id in named]
+    return [c for c in counters if c.last_seq > 0 or c.muted or c.chat_id in named]
+
+
+def changes_wanted(cursor: Cursor, last_rev: int) -> bool:
+    """Whether older messages may have changed since the client's `rev` (no `rev`: the
+    client asked for new messages only)."""
+    return cursor.rev is not None and cursor.rev < last_rev
 
 
 class SyncWindow(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,18 +2,29 @@
 
 Handlers publish only after the store call returned, i.e. after the write is durable:
 live fan-out is at-most-once and `sync` repairs gaps from the store, so an event must
-never announce something the store might not have.
+never announce something the store might not have. This module holds new messages,
+reads and catch-up; `lifecycle` holds the changes to existing messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from chat_contracts import DomainError, ErrorCode, limits, routes, subjects
+from chat_contracts import DomainError, ErrorCode, RetryableError, limits, routes, subjects
 from chat_contracts.bus import Actor, ChatIds, Command, Empty
-from chat_contracts.client import ChatTarget, HistoryRequest, MessageRead, MessageSend, SyncRequest
+from chat_contracts.client import (
+    HistoryRequest,
+    MessageBroadcast,
+    MessageForward,
+    MessageRead,
+    MessageSend,
+    SyncRequest,
+)
 from chat_contracts.server import (
+    BroadcastOutcome,
+    BroadcastResult,
     HistoryResult,
+    MessageBatch,
     MessageResult,
     ReadEvent,
     ReadResult,
@@ -21,11 +32,13 @@ from chat_contracts.server import (
     SyncResult,
 )
 from chat_messages import domain
-from chat_messages.domain import GroupTarget, MessageDraft, Target
-from chat_messages.groups import GroupDirectory
-from chat_messages.store import Appended, MessageStore
-from chat_runtime.bus import Publisher
-from chat_runtime.clock import Clock, IdGenerator, iso
+from chat_messages import rules as policy
+from chat_messages.access import Access
+from chat_messages.context import Deps, view
+from chat_messages.domain import MessageDraft, Target
+from chat_messages.lifecycle import LifecycleHandlers
+from chat_messages.store import Appended
+from chat_runtime.clock import iso
 from chat_runtime.worker import Router
 
 MESSAGE_NEW = "message:new"
@@ -34,37 +47,16 @@ MESSAGE_READ = "message:read"
 
 
 class MessageHandlers:
-    """The commands of the messages service, bound to their collaborators."""
+    """New messages (send, forward, broadcast), history, sync and reads."""
 
-    def __init__(
-        self,
-        *,
-        store: MessageStore,
-        groups: GroupDirectory,
-        publisher: Publisher,
-        clock: Clock,
-        ids: IdGenerator,
-    ) -> None:
-        self._store = store
-        self._groups = groups
-        self._publisher = publisher
-        self._clock = clock
-        self._ids = ids
-
-    async def _target(self, actor: Actor, chat: ChatTarget) -> Target:
-        """The chat a payload names; for a group, only once the actor is a member.
-
-        DM participation is checked by the store, inside the same read or write.
-        """
-        target = domain.target_of(
-            actor.user_id,
-            conversation_id=chat.conversation_id,
-            target_user_id=chat.target_user_id,
-            group_id=chat.group_id,
-        )
-        if isinstance(target, GroupTarget):
-            domain.require_member(await self._groups.membership(actor, target.group_id))
-        return target
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._store = deps.store
+        self._groups = deps.groups
+        self._publisher = deps.publisher
+        self._clock = deps.clock
+        self._ids = deps.ids
+        self._access = Access(deps.store, deps.groups)
 
     async def send(self, cmd: Command[MessageSend]) -> MessageResult:
         """`message:send`: store with the chat's next seq, then fan out `message:new`.
@@ -72,25 +64,142 @@ class MessageHandlers:
         A repeated `clientMessageId` answers with the first message and emits nothing.
         """
         actor, payload = cmd.actor, cmd.payload
-        target = await self._target(actor, payload)
-        draft = MessageDraft(
-            id=self._ids.new(domain.MESSAGE_PREFIX),
-            sender_id=actor.user_id,
-            sender_name=actor.name,
-            sender_avatar=actor.avatar,
+        target = await self._access.post(
+            actor,
+            await self._access.target(actor, payload),
+            type=payload.type,
+            media_url=payload.media_url,
+        )
+        draft = self._draft(
+            actor,
             client_message_id=payload.client_message_id,
             type=payload.type,
             content=payload.content,
             media_url=payload.media_url,
             reply_to_id=payload.reply_to_id,
-            created_at=domain.to_millis(self._clock.now()),
         )
+        return await self._post(target, draft, cmd.origin_sid)
+
+    async def forward(self, cmd: Command[MessageForward]) -> MessageResult:
+        """`message:forward`: a new message in the target with `forwardedFrom`.
+
+        The forwarder must be able to read the source and post to the target; a
+        tombstone cannot be forwarded; media keep the same `mediaUrl` (no copy). A
+        forward of a forward names the first author.
+        """
+        actor, payload = cmd.actor, cmd.payload
+        source = (await self._access.message(actor, payload.message_id)).message
+        policy.require_alive(source)
+        target = await self._access.chat(
+            actor,
+            conversation_id=payload.target_conversation_id,
+            target_user_id=payload.target_user_id,
+            group_id=payload.target_group_id,
+        )
+        await self._access.post(actor, target, type=source.type, media_url=source.media_url)
+        draft = self._draft(
+            actor,
+            client_message_id=payload.client_message_id or self._ids.new("fwd_"),
+            type=source.type,
+            content=source.content,
+            media_url=source.media_url,
+            reply_to_id=None,
+            fwd_message_id=source.fwd_message_id or source.id,
+            fwd_sender_id=source.fwd_sender_id or source.sender_id,
+            fwd_sender_name=source.fwd_sender_name or source.sender_name,
+        )
+        return await self._post(target, draft, cmd.origin_sid)
+
+    async def broadcast(self, cmd: Command[MessageBroadcast]) -> BroadcastResult:
+        """`message:broadcast`: one ordinary `message:new` per target; a target the
+        sender may not post to fails alone with its code. With a `clientMessageId` a
+        retry returns the same messages and emits nothing new."""
+        actor, payload = cmd.actor, cmd.payload
+        named = [(c, None) for c in payload.conversation_ids] + [
+            (None, g) for g in payload.group_ids
+        ]
+
+        async def one(conversation_id: str | None, group_id: str | None) -> BroadcastOutcome:
+            outcome = BroadcastOutcome(
+                status="ok", conversation_id=conversation_id, group_id=group_id
+            )
+            chat_id = conversation_id or group_id or ""
+            try:
+                target = await self._access.chat(
+                    actor, conversation_id=conversation_id, group_id=group_id
+                )
+                await self._access.post(
+                    actor, target, type=payload.type, media_url=payload.media_url
+                )
+                client_id = (
+                    f"{payload.client_message_id}-{chat_id}"
+                    if payload.client_message_id
+                    else self._ids.new("bc_")
+                )
+                draft = self._draft(
+                    actor,
+                    client_message_id=client_id,
+                    type=payload.type,
+                    content=payload.content,
+                    media_url=payload.media_url,
+                    reply_to_id=None,
+                )
+                result = await self._post(target, draft, cmd.origin_sid)
+            except DomainError as exc:
+                return _outcome(outcome, "error", exc.code)
+            except RetryableError as exc:
+                return _outcome(outcome, "retry", exc.code)
+            return BroadcastOutcome(
+                status="ok",
+                conversation_id=conversation_id,
+                group_id=group_id,
+                message_id=result.message.id,
+            )
+
+        results = await asyncio.gather(*(one(c, g) for c, g in named))
+        return BroadcastResult(results=list(results))
+
+    def _draft(
+        self,
+        actor: Actor,
+        *,
+        client_message_id: str,
+        type: str,
+        content: str | None,
+        media_url: str | None,
+        reply_to_id: str | None,
+        fwd_message_id: str | None = None,
+        fwd_sender_id: str | None = None,
+        fwd_sender_name: str | None = None,
+    ) -> MessageDraft:
+        return MessageDraft(
+            id=self._ids.new(domain.MESSAGE_PREFIX),
+            sender_id=actor.user_id,
+            sender_name=actor.name,
+            sender_avatar=actor.avatar,
+            client_message_id=client_message_id,
+            type=type,  # type: ignore[arg-type]
+            content=content,
+            media_url=media_url,
+            reply_to_id=reply_to_id,
+            created_at=domain.to_millis(self._clock.now()),
+            fwd_message_id=fwd_message_id,
+            fwd_sender_id=fwd_sender_id,
+            fwd_sender_name=fwd_sender_name,
+        )
+
+    async def _post(
+        self, target: Target, draft: MessageDraft, origin_sid: str | None
+    ) -> MessageResult:
         appended = await self._store.append(
             target, draft, new_conversation_id=self._ids.new(domain.DM_PREFIX)
         )
         message = domain.to_socket_message(appended.message, appended.reply_to)
-        if not appended.duplicate:
-            await self._fan_out_new(appended, message, cmd.origin_sid)
+        if appended.duplicate:
+            # A retry: the first message in its current state (it may have been edited
+            # or reacted to since), and no event.
+            return MessageResult(message=await view(self._store, appended.message))
+        await self._fan_out_new(appended, message, origin_sid)
         return MessageResult(message=message)
 
     async def _fan_out_new(
@@ -115,17 +224,19 @@ class MessageHandlers:
     async def history(self, cmd: Command[HistoryRequest]) -> HistoryResult:
         """`messages:history`: newest first, before `beforeSeq` (exclusive)."""
         actor, payload = cmd.actor, cmd.payload
-        target = await self._target(actor, payload)
+        target = await self._access.target(actor, payload)
         page = await self._store.history(
             target, actor.user_id, before_seq=payload.before_seq, limit=payload.limit
         )
         return HistoryResult(messages=domain.page_view(page), has_more=page.has_more)
 
     async def sync(self, cmd: Command[SyncRequest]) -> SyncResult:
-        """`sync`: every chat's last seq and unread count; missed messages as batches.
+        """`sync`: every chat's last seq and rev, unread count and mute; what the client
+        missed as batches: new messages in seq order, then (when it sent a `rev`) the
+        older messages changed since, as their current state, in rev order.
 
         The batches go to the asking socket before the ack, so that a client that has
-        the ack has everything the ack's `lastSeq` promises (up to the per-chat cap).
+        the ack has everything the ack's `lastSeq`/`lastRev` promise (up to the caps).
         """
         actor = cmd.actor
         group_ids = await self._groups.mine(actor)
@@ -137,25 +248,48 @@ class MessageHandlers:
         )
         if cmd.origin_sid is not None:
             for chat in chats:
-                window = domain.sync_window(named.get(chat.chat_id, 0), chat.last_seq)
-                if window is None:
-                    continue
-                # One read per chat that is behind, not one for all chats: memory stays
-                # at one chat's 1,000 messages however many chats the user has.
-                page = await self._store.messages_after(
-                    chat.chat_id,
-                    after_seq=window.after_seq,
-                    through_seq=chat.last_seq,
-                    limit=limits.SYNC_MAX_PER_CHAT,
-                )
-                batches = domain.split_batches(
-                    domain.page_view(page), chat.chat_id, limited=window.limited
-                )
+                batches = await self._missed(actor, chat, named.get(chat.chat_id, domain.Cursor()))
                 for batch in batches:
                     await self._publisher.to_socket(
                         actor.user_id, cmd.origin_sid, MESSAGE_BATCH, batch
                     )
-        return SyncResult(chats=[domain.chat_state(c) for c in chats])
+        now = self._clock.now()
+        return SyncResult(chats=[domain.chat_state(c, now) for c in chats])
+
+    async def _missed(
+        self, actor: Actor, chat: domain.ChatCounters, cursor: domain.Cursor
+    ) -> list[MessageBatch]:
+        views: list[SocketMessage] = []
+        limited = False
+        window = domain.sync_window(cursor.seq, chat.last_seq)
+        if window is not None:
+            # One read per chat that is behind, not one for all chats: memory stays
+            # at one chat's 1,000 messages however many chats the user has.
+            page = await self._store.messages_after(
+                chat.chat_id,
+                actor.user_id,
+                after_seq=window.after_seq,
+                through_seq=chat.last_seq,
+                limit=limits.SYNC_MAX_PER_CHAT,
+            )
+            views.extend(domain.page_view(page))
+            limited = window.limited
+        if domain.changes_wanted(cursor, chat.last_rev) and cursor.seq > 0:
+            changes = await self._store.changed_since(
+                chat.chat_id,
+                actor.user_id,
+                after_rev=cursor.rev or 0,
+                through_seq=min(cursor.seq, chat.last_seq),
+                limit=limits.SYNC_MAX_PER_CHAT,
+            )
+            changed = domain.page_view(changes.page) + [
+                domain.hidden_view(h) for h in changes.hidden
+            ]
+            views.extend(sorted(changed, key=lambda m: m.rev))
+            limited = limited or changes.limited
+        if not views and not limited:
+            return []
+        return domain.split_batches(views, chat.chat_id, limited=limited)
 
     async def read(self, cmd: Command[MessageRead]) -> ReadResult:
         """`message:read`: raise the actor's watermark per chat; one event per chat."""
@@ -203,12 +337,36 @@ class MessageHandlers:
         return ChatIds(chat_ids=await self._store.conversation_ids(cmd.actor.user_id))
 
 
-def build_router(handlers: MessageHandlers) -> Router:
+def _outcome(base: BroadcastOutcome, status: str, code: ErrorCode) -> BroadcastOutcome:
+    return BroadcastOutcome(
+        status=status,  # type: ignore[arg-type]
+        conversation_id=base.conversation_id,
+        group_id=base.group_id,
+        code=code.value,
+    )
+
+
+def build_router(deps: Deps) -> Router:
     """The `cmd.messages.*` command table."""
+    core = MessageHandlers(deps)
+    changes = LifecycleHandlers(deps)
     router = Router(subjects.MESSAGES)
-    router.route(routes.MESSAGE_SEND, handlers.send)
-    router.route(routes.MESSAGES_HISTORY, handlers.history)
-    router.route(routes.SYNC, handlers.sync)
-    router.route(routes.MESSAGE_READ, handlers.read)
-    router.internal("mine", Empty, handlers.mine)
+    router.route(routes.MESSAGE_SEND, core.send)
+    router.route(routes.MESSAGES_HISTORY, core.history)
+    router.route(routes.SYNC, core.sync)
+    router.route(routes.MESSAGE_READ, core.read)
+    router.route(routes.MESSAGE_FORWARD, core.forward)
+    router.route(routes.MESSAGE_BROADCAST, core.broadcast)
+    router.route(routes.MESSAGE_EDIT, changes.edit)
+    router.route(routes.MESSAGE_HISTORY_EDITS, changes.edits)
+    router.route(routes.MESSAGE_DELETE, changes.delete)
+    router.route(routes.MESSAGE_REACTION_ADD, changes.reaction_add)
+    router.route(routes.MESSAGE_REACTION_REMOVE, changes.reaction_remove)
+    router.route(routes.MESSAGE_PIN, changes.pin)
+    router.route(routes.MESSAGE_UNPIN, changes.unpin)
+    router.route(routes.PINS_LIST, changes.pins)
+    router.route(routes.SEARCH_MESSAGES, changes.search)
+    router.route(routes.CONVERSATION_MUTE, changes.mute)
+    router.route(routes.CONVERSATION_UNMUTE, changes.unmute)
+    router.internal("mine", Empty, core.mine)
     return router

@@ -1,0 +1,34 @@
+"""What every handler works with, and the one way to render a stored message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chat_contracts.server import SocketMessage
+from chat_messages import domain
+from chat_messages.domain import StoredMessage
+from chat_messages.groups import GroupDirectory
+from chat_messages.rules import Rules
+from chat_messages.store import MessageStore
+from chat_runtime.bus import Publisher
+from chat_runtime.clock import Clock, IdGenerator
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What every handler of the service works with (all injected)."""
+
+    store: MessageStore
+    groups: GroupDirectory
+    publisher: Publisher
+    clock: Clock
+    ids: IdGenerator
+    rules: Rules
+
+
+async def view(store: MessageStore, message: StoredMessage) -> SocketMessage:
+    """The current client view of one stored message (with its reply context and
+    reactions)."""
+    page = await store.page_of([message.id])
+    views = domain.page_view(page)
+    return views[0] if views else domain.to_socket_message(message, None)
