@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import pytest_asyncio
 
@@ -18,8 +19,10 @@ from chat_messages.domain import (
     GroupTarget,
     MessageDraft,
     PeerTarget,
+    ReactionRow,
     Target,
 )
+from chat_messages.rules import Rules, SearchCursor
 from chat_messages.store import Appended, MessageStore
 from chat_messages.store.mongo import MongoMessageStore
 from chat_messages.store.sqlite import SqliteMessageStore
@@ -320,3 +323,274 @@ async def test_sqlite_file_shared_by_two_stores(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+# --- change revisions and the message lifecycle -------------------------------------
+
+RULES = Rules()
+LATER = T0 + timedelta(minutes=1)
+
+
+async def test_every_change_takes_the_chats_next_rev(store: MessageStore) -> None:
+    first = (await send(store, G1)).message
+    second = (await send(store, G1)).message
+    assert (first.rev, second.rev) == (1, 2)
+    edited = await store.edit(first.id, "amy", "changed", now=LATER, rules=RULES)
+    assert edited.changed
+    assert edited.message.rev == 3
+    reacted = await store.add_reaction(second.id, "bob", "👍", now=LATER, rules=RULES)
+    assert reacted.message.rev == 4
+    third = (await send(store, G1)).message
+    assert (third.seq, third.rev) == (3, 5)
+    (counters,) = await store.chat_counters("amy", ["g_1"])
+    assert (counters.last_seq, counters.last_rev) == (3, 5)
+
+
+async def test_edit_keeps_every_previous_version(store: MessageStore) -> None:
+    message = (await send(store, G1, content="v1")).message
+    later = T0 + timedelta(minutes=2)
+    await store.edit(message.id, "amy", "v2", now=LATER, rules=RULES)
+    result = await store.edit(message.id, "amy", "v3", now=later, rules=RULES)
+    assert result.message.content == "v3"
+    assert result.message.edited_at == later
+    versions = await store.edits(message.id)
+    assert [(v.content, v.written_at) for v in versions] == [("v1", T0), ("v2", LATER)]
+    # The same content again (a retried edit) changes nothing and takes no rev.
+    again = await store.edit(message.id, "amy", "v3", now=later, rules=RULES)
+    assert again.changed is False
+    assert again.message.rev == result.message.rev
+    assert len(await store.edits(message.id)) == 2
+
+
+@pytest.mark.parametrize(
+    ("editor", "moment", "code"),
+    [
+        ("bob", LATER, ErrorCode.FORBIDDEN),
+        ("amy", T0 + timedelta(minutes=15, milliseconds=1), ErrorCode.EDIT_WINDOW_EXPIRED),
+    ],
+)
+async def test_edit_refusals_leave_the_message_as_it_was(
+    store: MessageStore, editor: str, moment: datetime, code: ErrorCode
+) -> None:
+    message = (await send(store, G1, content="orig")).message
+    with pytest.raises(DomainError) as refused:
+        await store.edit(message.id, editor, "new", now=moment, rules=RULES)
+    assert refused.value.code is code
+    (stored,) = (await store.page_of([message.id])).messages
+    assert stored == message
+    assert await store.edits(message.id) == []
+
+
+async def test_delete_for_everyone_leaves_a_tombstone(store: MessageStore) -> None:
+    original = (await send(store, G1, content="secret")).message
+    reply = (await send(store, G1, "bob", reply_to_id=original.id)).message
+    await store.add_reaction(original.id, "bob", "👍", now=LATER, rules=RULES)
+    await store.set_pin(original.id, "amy", pinned=True, now=LATER, rules=RULES)
+    await store.edit(original.id, "amy", "secret 2", now=LATER, rules=RULES)
+    deleted = await store.delete_for_everyone(
+        original.id, "amy", is_admin=False, now=LATER, rules=RULES
+    )
+    assert deleted.changed
+    assert deleted.was_pinned
+    tombstone = deleted.message
+    assert tombstone.is_deleted
+    assert tombstone.content is None
+    assert tombstone.pinned_at is None
+    page = await store.page_of([original.id, reply.id])
+    assert page.messages[0].content is None
+    assert page.reactions.get(original.id, []) == []
+    assert page.replies[original.id].is_deleted  # the reply quotes a tombstone now
+    assert await store.edits(original.id) == []
+    assert (await store.pins("g_1")).messages == []
+    again = await store.delete_for_everyone(
+        original.id, "amy", is_admin=False, now=LATER, rules=RULES
+    )
+    assert again.changed is False
+    assert again.message.rev == tombstone.rev
+
+
+async def test_delete_rules_sender_window_and_admin(store: MessageStore) -> None:
+    message = (await send(store, G1)).message
+    late = T0 + timedelta(hours=1, milliseconds=1)
+    with pytest.raises(DomainError) as other:
+        await store.delete_for_everyone(message.id, "bob", is_admin=False, now=LATER, rules=RULES)
+    assert other.value.code is ErrorCode.FORBIDDEN
+    with pytest.raises(DomainError) as expired:
+        await store.delete_for_everyone(message.id, "amy", is_admin=False, now=late, rules=RULES)
+    assert expired.value.code is ErrorCode.DELETE_WINDOW_EXPIRED
+    by_admin = await store.delete_for_everyone(
+        message.id, "bob", is_admin=True, now=late, rules=RULES
+    )
+    assert by_admin.changed
+
+
+async def test_hide_is_per_user_in_history_sync_and_search(store: MessageStore) -> None:
+    kept = (await send(store, G1, content="apple pie")).message
+    hidden = (await send(store, G1, content="apple tart")).message
+    result = await store.hide(hidden.id, "amy", now=LATER)
+    assert result.changed
+    assert (await store.hide(hidden.id, "amy", now=LATER)).changed is False
+    amy = await store.history(G1, "amy", before_seq=None, limit=10)
+    bob = await store.history(G1, "bob", before_seq=None, limit=10)
+    assert [m.id for m in amy.messages] == [kept.id]
+    assert [m.id for m in bob.messages] == [hidden.id, kept.id]
+    after = await store.messages_after("g_1", "amy", after_seq=0, through_seq=2, limit=10)
+    assert [m.id for m in after.messages] == [kept.id]
+    found = await store.search("amy", ["g_1"], ["apple"], before=None, limit=10)
+    assert [m.id for m in found.messages] == [kept.id]
+    changes = await store.changed_since("g_1", "amy", after_rev=2, through_seq=2, limit=10)
+    assert [h.message.id for h in changes.hidden] == [hidden.id]
+    assert changes.hidden[0].rev == 3
+    others = await store.changed_since("g_1", "bob", after_rev=2, through_seq=2, limit=10)
+    assert others.hidden == []
+    assert others.page.messages == []
+
+
+async def test_reactions_one_per_user_and_emoji_in_order(store: MessageStore) -> None:
+    message = (await send(store, G1)).message
+    await store.add_reaction(message.id, "bob", "👍", now=LATER, rules=RULES)
+    await store.add_reaction(message.id, "cat", "🎉", now=LATER, rules=RULES)
+    again = await store.add_reaction(message.id, "bob", "👍", now=LATER, rules=RULES)
+    assert again.changed is False
+    after = await store.add_reaction(message.id, "amy", "👍", now=LATER, rules=RULES)
+    assert [(r.emoji, r.user_id) for r in after.reactions] == [
+        ("👍", "bob"),
+        ("🎉", "cat"),
+        ("👍", "amy"),
+    ]
+    removed = await store.remove_reaction(message.id, "bob", "👍")
+    assert removed.changed
+    assert (await store.remove_reaction(message.id, "bob", "👍")).changed is False
+    page = await store.page_of([message.id])
+    assert page.reactions[message.id] == [ReactionRow("🎉", "cat"), ReactionRow("👍", "amy")]
+
+
+async def test_reaction_limits(store: MessageStore) -> None:
+    small = Rules(max_reaction_emojis=2, max_reactions_per_user=2)
+    message = (await send(store, G1)).message
+    await store.add_reaction(message.id, "amy", "👍", now=LATER, rules=small)
+    await store.add_reaction(message.id, "bob", "🎉", now=LATER, rules=small)
+    with pytest.raises(DomainError) as distinct:
+        await store.add_reaction(message.id, "bob", "😀", now=LATER, rules=small)
+    assert distinct.value.code is ErrorCode.LIMIT_EXCEEDED
+    # Joining an emoji already there always works.
+    await store.add_reaction(message.id, "bob", "👍", now=LATER, rules=small)
+    with pytest.raises(DomainError) as per_user:
+        await store.add_reaction(
+            message.id, "bob", "😀", now=LATER, rules=Rules(max_reactions_per_user=2)
+        )
+    assert per_user.value.code is ErrorCode.LIMIT_EXCEEDED
+    page = await store.page_of([message.id])
+    assert len(page.reactions[message.id]) == 3
+
+
+async def test_concurrent_reactions_aggregate_exactly(store: MessageStore) -> None:
+    message = (await send(store, G1)).message
+    users = [f"u{i:02d}" for i in range(50)]
+    await asyncio.gather(
+        *(store.add_reaction(message.id, u, "👍", now=LATER, rules=RULES) for u in users)
+    )
+    await asyncio.gather(*(store.remove_reaction(message.id, u, "👍") for u in users[:10]))
+    rows = (await store.page_of([message.id])).reactions[message.id]
+    assert sorted(r.user_id for r in rows) == users[10:]
+    (counters,) = await store.chat_counters("amy", ["g_1"])
+    assert counters.last_rev == 1 + 50 + 10
+
+
+async def test_pins_limit_order_and_tombstones(store: MessageStore) -> None:
+    two = Rules(max_pins=2)
+    a, b, c = [(await send(store, G1, content=x)).message for x in "abc"]
+    await store.set_pin(a.id, "amy", pinned=True, now=LATER, rules=two)
+    await store.set_pin(b.id, "amy", pinned=True, now=LATER + timedelta(seconds=1), rules=two)
+    assert (await store.set_pin(b.id, "amy", pinned=True, now=LATER, rules=two)).changed is False
+    with pytest.raises(DomainError) as full:
+        await store.set_pin(c.id, "amy", pinned=True, now=LATER, rules=two)
+    assert full.value.code is ErrorCode.LIMIT_EXCEEDED
+    assert [m.id for m in (await store.pins("g_1")).messages] == [b.id, a.id]
+    unpinned = await store.set_pin(a.id, "amy", pinned=False, now=LATER, rules=two)
+    assert unpinned.changed
+    assert unpinned.message.pinned_at is None
+    await store.delete_for_everyone(c.id, "amy", is_admin=False, now=LATER, rules=two)
+    with pytest.raises(DomainError) as dead:
+        await store.set_pin(c.id, "amy", pinned=True, now=LATER, rules=two)
+    assert dead.value.code is ErrorCode.CONFLICT
+
+
+async def test_changed_since_current_state_in_rev_order(store: MessageStore) -> None:
+    m1, m2, m3 = [(await send(store, G1, content=f"m{i}")).message for i in range(3)]
+    await store.add_reaction(m2.id, "bob", "👍", now=LATER, rules=RULES)  # rev 4
+    await store.edit(m1.id, "amy", "m0 edited", now=LATER, rules=RULES)  # rev 5
+    await store.delete_for_everyone(m2.id, "amy", is_admin=False, now=LATER, rules=RULES)  # 6
+    new = (await send(store, G1)).message  # seq 4, rev 7
+    changes = await store.changed_since("g_1", "cat", after_rev=3, through_seq=3, limit=10)
+    assert [(m.id, m.rev) for m in changes.page.messages] == [(m1.id, 5), (m2.id, 6)]
+    assert changes.page.messages[0].content == "m0 edited"
+    assert changes.page.messages[1].is_deleted
+    assert new.id not in {m.id for m in changes.page.messages}
+    capped = await store.changed_since("g_1", "cat", after_rev=3, through_seq=3, limit=1)
+    assert capped.limited is True
+    assert len(capped.page.messages) == 1
+    assert m3.rev == 3
+
+
+async def test_search_words_prefix_scope_and_paging(store: MessageStore) -> None:
+    first = (await send(store, G1, content="Café meeting at noon")).message
+    second = (await send(store, G1, content="the meeting moved")).message
+    other_chat = (await send(store, G2, content="meeting elsewhere")).message
+    assert other_chat.chat_id == "g_2"
+    found = await store.search("amy", ["g_1"], ["meet"], before=None, limit=10)
+    assert {m.id for m in found.messages} == {first.id, second.id}
+    assert (
+        await store.search("amy", ["g_1"], ["cafe", "meeting"], before=None, limit=10)
+    ).messages[0].id == first.id
+    page1 = await store.search("amy", ["g_1", "g_2"], ["meeting"], before=None, limit=2)
+    assert page1.has_more is True
+    last = page1.messages[-1]
+    cursor = SearchCursor(created_at=last.created_at, message_id=last.id)
+    page2 = await store.search("amy", ["g_1", "g_2"], ["meeting"], before=cursor, limit=2)
+    assert page2.has_more is False
+    every = [m.id for m in page1.messages + page2.messages]
+    assert sorted(every) == sorted([first.id, second.id, other_chat.id])
+    assert every == sorted(every, reverse=True)  # same createdAt: newest id first
+    # Edits and deletes keep the index in step.
+    await store.edit(second.id, "amy", "the call moved", now=LATER, rules=RULES)
+    await store.delete_for_everyone(first.id, "amy", is_admin=False, now=LATER, rules=RULES)
+    assert (await store.search("amy", ["g_1"], ["meeting"], before=None, limit=10)).messages == []
+    assert [
+        m.id for m in (await store.search("amy", ["g_1"], ["call"], before=None, limit=10)).messages
+    ] == [second.id]
+
+
+async def test_mute_until_forever_and_clear(store: MessageStore) -> None:
+    await send(store, G1)
+    until = T0 + timedelta(hours=8)
+    assert await store.set_mute("amy", "g_1", until) is True
+    assert await store.set_mute("amy", "g_1", until) is False
+    (counters,) = await store.chat_counters("amy", ["g_1"])
+    assert (counters.muted, counters.muted_until) == (True, until)
+    assert await store.set_mute("amy", "g_1", None) is True
+    (forever,) = await store.chat_counters("amy", ["g_1"])
+    assert (forever.muted, forever.muted_until) == (True, None)
+    (bob,) = await store.chat_counters("bob", ["g_1"])
+    assert bob.muted is False
+    assert await store.clear_mute("amy", "g_1") is True
+    assert await store.clear_mute("amy", "g_1") is False
+    (cleared,) = await store.chat_counters("amy", ["g_1"])
+    assert cleared.muted is False
+
+
+async def test_forwarded_from_round_trips(store: MessageStore) -> None:
+    source = (await send(store, G1, content="fwd me")).message
+    fwd = msgspec.structs.replace(
+        draft("bob"),
+        fwd_message_id=source.id,
+        fwd_sender_id="amy",
+        fwd_sender_name="Amy",
+    )
+    appended = await store.append(G2, fwd, new_conversation_id="c_unused")
+    (stored,) = (await store.page_of([appended.message.id])).messages
+    assert (stored.fwd_message_id, stored.fwd_sender_id, stored.fwd_sender_name) == (
+        source.id,
+        "amy",
+        "Amy",
+    )
