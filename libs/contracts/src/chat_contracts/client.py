@@ -205,8 +205,8 @@ class MessageBroadcast(Payload, kw_only=True):
         total = len(self.conversation_ids) + len(self.group_ids)
         if total == 0:
             raise ValueError("at least one of conversationIds / groupIds is required")
-        if total > limits.MAX_BROADCAST_TARGETS:
-            raise ValueError(f"at most {limits.MAX_BROADCAST_TARGETS} targets")
+        # More than MAX_BROADCAST_TARGETS (50) is the worker's LIMIT_EXCEEDED, not a
+        # malformed payload.
         if self.type != "TEXT" and not self.media_url:
             raise ValueError("`mediaUrl` is required for media messages")
 

@@ -115,6 +115,12 @@ class MessageHandlers:
         sender may not post to fails alone with its code. With a `clientMessageId` a
         retry returns the same messages and emits nothing new."""
         actor, payload = cmd.actor, cmd.payload
+        if len(payload.conversation_ids) + len(payload.group_ids) > limits.MAX_BROADCAST_TARGETS:
+            raise DomainError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"at most {limits.MAX_BROADCAST_TARGETS} targets",
+                field="groupIds" if payload.group_ids else "conversationIds",
+            )
         named = [(c, None) for c in payload.conversation_ids] + [
             (None, g) for g in payload.group_ids
         ]
