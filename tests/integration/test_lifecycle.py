@@ -71,6 +71,7 @@ async def test_edit_reaches_every_socket_and_keeps_versions(
     # A retried edit answers the same and emits nothing.
     again = await alice_a.call("message:edit", {**payload, "retryCount": 1})
     assert again["message"]["rev"] == edited["rev"]
+    assert again["retryCount"] == 1
     await bob_b.assert_silent("message:edited")
 
     # Someone else's message: refused, nothing changes.
@@ -335,6 +336,7 @@ async def test_broadcast_one_result_per_target_and_one_forbidden_target(
     await mallory_a.assert_silent("message:new")
 
     retried = await alice_a.call("message:broadcast", {**payload, "retryCount": 1})
+    assert retried["retryCount"] == 1
     assert [r.get("messageId") for r in retried["results"]] == [
         ok_dm["messageId"],
         ok_group["messageId"],

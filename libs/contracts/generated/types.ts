@@ -124,6 +124,7 @@ export interface ChatMute {
   conversationId?: string;
   groupId?: string;
   mutedUntil?: string;
+  retryCount?: number;
 }
 
 /** `conversation:muted`. */
@@ -343,6 +344,7 @@ export interface MessageBroadcast {
   groupIds?: string[];
   clientMessageId?: string;
   mediaUrl?: string;
+  retryCount?: number;
 }
 
 /** `message:delete`. */
@@ -351,6 +353,7 @@ export interface MessageDelete {
   groupId?: string;
   messageId: string;
   deleteForEveryone?: boolean;
+  retryCount?: number;
 }
 
 /** `message:deleted`. */
@@ -369,6 +372,7 @@ export interface MessageEdit {
   groupId?: string;
   messageId: string;
   content: string;
+  retryCount?: number;
 }
 
 /** `message:edited`. */
@@ -387,6 +391,7 @@ export interface MessageForward {
   targetGroupId?: string;
   targetUserId?: string;
   clientMessageId?: string;
+  retryCount?: number;
 }
 
 /** `message:pin` and `message:unpin`. */
@@ -394,6 +399,7 @@ export interface MessagePinChange {
   conversationId?: string;
   groupId?: string;
   messageId: string;
+  retryCount?: number;
 }
 
 /** `message:pinned`. */
@@ -516,6 +522,7 @@ export interface ReactionChange {
   groupId?: string;
   messageId: string;
   emoji: string;
+  retryCount?: number;
 }
 
 /** `message:reaction:removed`. */

@@ -146,6 +146,7 @@ class MessageEdit(OptionalChatTarget, kw_only=True):
 
     message_id: Id
     content: Annotated[str, Meta(min_length=1, max_length=limits.MAX_CONTENT_LENGTH)]
+    retry_count: RetryCount | None = None
 
 
 class MessageDelete(OptionalChatTarget, kw_only=True):
@@ -153,6 +154,7 @@ class MessageDelete(OptionalChatTarget, kw_only=True):
 
     message_id: Id
     delete_for_everyone: bool = False
+    retry_count: RetryCount | None = None
 
 
 class ReactionChange(OptionalChatTarget, kw_only=True):
@@ -160,6 +162,7 @@ class ReactionChange(OptionalChatTarget, kw_only=True):
 
     message_id: Id
     emoji: Annotated[str, Meta(min_length=1, max_length=64)]
+    retry_count: RetryCount | None = None
 
 
 class EditsQuery(Payload, kw_only=True):
@@ -172,6 +175,7 @@ class MessagePinChange(OptionalChatTarget, kw_only=True):
     """`message:pin` and `message:unpin`."""
 
     message_id: Id
+    retry_count: RetryCount | None = None
 
 
 class PinsList(ChatTarget, kw_only=True):
@@ -186,6 +190,7 @@ class MessageForward(Payload, kw_only=True):
     target_group_id: Id | None = None
     target_user_id: Id | None = None
     client_message_id: Id | None = None
+    retry_count: RetryCount | None = None
 
     def __post_init__(self) -> None:
         _exactly_one(self, "target_conversation_id", "target_group_id", "target_user_id")
@@ -200,6 +205,7 @@ class MessageBroadcast(Payload, kw_only=True):
     group_ids: list[Id] = []
     client_message_id: Id | None = None
     media_url: Annotated[str, Meta(max_length=2_048)] | None = None
+    retry_count: RetryCount | None = None
 
     def __post_init__(self) -> None:
         total = len(self.conversation_ids) + len(self.group_ids)
@@ -230,6 +236,7 @@ class ChatMute(Payload, kw_only=True):
     conversation_id: Id | None = None
     group_id: Id | None = None
     muted_until: datetime | None = None
+    retry_count: RetryCount | None = None
 
     def __post_init__(self) -> None:
         _exactly_one(self, "conversation_id", "group_id")
