@@ -541,14 +541,19 @@ class SqliteMessageStore:
         before: SearchCursor | None,
         limit: int,
     ) -> Page:
-        """See `MessageStore.search` (FTS5 `MATCH`, newest first by (createdAt, id))."""
+        """See `MessageStore.search` (FTS5 `MATCH`).
+
+        Newest first is insertion order here: FTS5 walks its index by descending rowid
+        (the messages' rowid) and stops once `limit` rows passed the filters, instead
+        of sorting every match (a word in 20,000 messages: p50 21 ms sorted by time).
+        The cursor's message names where the previous page ended.
+        """
         match = policy.fts5_query(words)
         params: list[Any] = [match, _json_list(chat_ids), viewer_id]
         older = ""
         if before is not None:
-            older = " AND (m.created_at < ? OR (m.created_at = ? AND m.id < ?))"
-            stamp = iso(before.created_at)
-            params += [stamp, stamp, before.message_id]
+            older = " AND f.rowid < (SELECT rowid FROM messages WHERE id = ?)"
+            params.append(before.message_id)
         params.append(limit + 1)
 
         def work(conn: sqlite3.Connection) -> Page:
@@ -556,7 +561,7 @@ class SqliteMessageStore:
                 f"SELECT {_M_COLUMNS} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid"
                 " WHERE messages_fts MATCH ? AND m.chat_id IN (SELECT value FROM json_each(?))"
                 f" AND m.deleted_at IS NULL AND {_NOT_HIDDEN}{older}"
-                " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+                " ORDER BY f.rowid DESC LIMIT ?",
                 params,
             ).fetchall()
             return _page(conn, [_message(r) for r in rows[:limit]], has_more=len(rows) > limit)
