@@ -220,10 +220,10 @@ class MessageBroadcast(Payload, kw_only=True):
 class SearchMessages(Payload, kw_only=True):
     """`search:messages`."""
 
-    query: Annotated[str, Meta(min_length=1, max_length=256)]
+    query: Annotated[str, Meta(min_length=1, max_length=limits.MAX_SEARCH_QUERY)]
     conversation_id: Id | None = None
     group_id: Id | None = None
-    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+    limit: Annotated[int, Meta(ge=1, le=limits.MAX_SEARCH_LIMIT)] = limits.DEFAULT_SEARCH_LIMIT
     cursor: Annotated[str, Meta(max_length=256)] | None = None
 
     def __post_init__(self) -> None:

@@ -62,3 +62,14 @@ PING_INTERVAL_MS: Final = 25_000
 PING_TIMEOUT_MS: Final = 20_000
 #: permessage-deflate only for WebSocket frames above this size (bytes).
 DEFLATE_THRESHOLD: Final = 1_024
+#: Message lifecycle defaults (PROTOCOL.md rules; the windows and the pin policy are
+#: configurable in the messages service).
+EDIT_WINDOW_S: Final = 15 * 60
+DELETE_WINDOW_S: Final = 60 * 60
+MAX_PINS_PER_CHAT: Final = 50
+MAX_REACTION_EMOJIS: Final = 50
+MAX_REACTIONS_PER_USER: Final = 20
+#: Search: query length (characters) and page size.
+MAX_SEARCH_QUERY: Final = 256
+DEFAULT_SEARCH_LIMIT: Final = 20
+MAX_SEARCH_LIMIT: Final = 100

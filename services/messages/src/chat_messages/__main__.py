@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from chat_contracts import subjects
+from chat_contracts import limits, subjects
 from chat_messages.context import Deps
 from chat_messages.groups import (
     DEFAULT_GROUPS_TIMEOUT_MS,
@@ -39,8 +39,8 @@ class MessagesSettings(BaseSettings, kw_only=True, frozen=True):
     """
 
     groups_timeout_ms: int = DEFAULT_GROUPS_TIMEOUT_MS
-    edit_window_s: int = 15 * 60
-    delete_window_s: int = 60 * 60
+    edit_window_s: int = limits.EDIT_WINDOW_S
+    delete_window_s: int = limits.DELETE_WINDOW_S
     pin_admins_only: bool = True
     clock_offset_ms: int = 0
 

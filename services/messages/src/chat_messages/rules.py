@@ -14,7 +14,7 @@ from typing import Final
 import emoji as emoji_data
 import msgspec
 
-from chat_contracts import DomainError, ErrorCode
+from chat_contracts import DomainError, ErrorCode, limits
 from chat_messages.domain import ReactionRow, StoredMessage
 from chat_runtime.clock import iso, parse_iso
 
@@ -30,14 +30,14 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     """The configurable rules (PROTOCOL.md "Rules the request list asks about")."""
 
     #: Own messages may be edited this long after `createdAt` (15 min).
-    edit_window: timedelta = timedelta(minutes=15)
+    edit_window: timedelta = timedelta(seconds=limits.EDIT_WINDOW_S)
     #: The sender may delete for everyone this long after `createdAt` (1 h).
-    delete_window: timedelta = timedelta(hours=1)
+    delete_window: timedelta = timedelta(seconds=limits.DELETE_WINDOW_S)
     #: In groups only ADMINs pin and unpin (both parties always may in DMs).
     pin_admins_only: bool = True
-    max_pins: int = 50
-    max_reaction_emojis: int = 50
-    max_reactions_per_user: int = 20
+    max_pins: int = limits.MAX_PINS_PER_CHAT
+    max_reaction_emojis: int = limits.MAX_REACTION_EMOJIS
+    max_reactions_per_user: int = limits.MAX_REACTIONS_PER_USER
 
 
 # --- edit and delete -----------------------------------------------------------------
