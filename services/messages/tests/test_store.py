@@ -594,3 +594,28 @@ async def test_forwarded_from_round_trips(store: MessageStore) -> None:
         "amy",
         "Amy",
     )
+
+
+async def test_search_sees_every_message_across_index_chunks(store: MessageStore) -> None:
+    # More messages than one indexing chunk (256, SQLite): some are indexed by the
+    # appends, the rest by the search itself; edits and deletes on both sides.
+    sent = [(await send(store, G1, content=f"note {i} alpha")).message for i in range(300)]
+    early, late = sent[10], sent[290]
+    for message in (early, late):
+        await store.edit(message.id, "amy", "renamed beta", now=LATER, rules=RULES)
+    await store.delete_for_everyone(sent[20].id, "amy", is_admin=False, now=LATER, rules=RULES)
+    await store.delete_for_everyone(sent[280].id, "amy", is_admin=False, now=LATER, rules=RULES)
+    alpha = await store.search("amy", ["g_1"], ["alpha"], before=None, limit=100)
+    total = len(alpha.messages)
+    cursor_page = alpha
+    while cursor_page.has_more:
+        last = cursor_page.messages[-1]
+        cursor = SearchCursor(created_at=last.created_at, message_id=last.id)
+        cursor_page = await store.search("amy", ["g_1"], ["alpha"], before=cursor, limit=100)
+        total += len(cursor_page.messages)
+    assert total == 296
+    beta = await store.search("amy", ["g_1"], ["beta"], before=None, limit=10)
+    assert [m.id for m in beta.messages] == [late.id, early.id]
+    newer = (await send(store, G1, content="fresh alpha")).message
+    first = await store.search("amy", ["g_1"], ["alpha"], before=None, limit=1)
+    assert [m.id for m in first.messages] == [newer.id]

@@ -97,6 +97,27 @@ SET last_read_seq = max(last_read_seq, excluded.last_read_seq)
 """
 
 
+#: New messages are added to the search index in chunks of this many (see
+#: `sqlite_schema`, step 3), and whatever is pending before each search.
+INDEX_CHUNK = 256
+
+_INDEX_PENDING = """
+INSERT INTO messages_fts (rowid, content)
+SELECT rowid, content FROM messages WHERE rowid > ? AND rowid <= ? AND content IS NOT NULL
+"""
+
+
+def index_pending(conn: sqlite3.Connection) -> int:
+    """Add every message not in the search index yet; how many rows were looked at."""
+    (upto,) = conn.execute("SELECT indexed_upto FROM fts_state WHERE id = 1").fetchone()
+    (last,) = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM messages").fetchone()
+    if last <= upto:
+        return 0
+    conn.execute(_INDEX_PENDING, (upto, last))
+    conn.execute("UPDATE fts_state SET indexed_upto = ? WHERE id = 1", (last,))
+    return int(last - upto)
+
+
 def _json_list(values: Iterable[str]) -> str:
     return json.dumps(list(values))
 
@@ -158,7 +179,7 @@ class SqliteMessageStore:
                 reply_to = domain.require_reply_target(original, chat_id)
             seq, rev = conn.execute(_NEXT_SEQ, (chat_id,)).fetchone()
             message = draft.stored(chat_id, seq, rev)
-            conn.execute(
+            inserted = conn.execute(
                 f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 20)})",
                 (
                     message.id,
@@ -184,6 +205,8 @@ class SqliteMessageStore:
                 ),
             )
             conn.execute(_RAISE_WATERMARK, (draft.sender_id, chat_id, seq))
+            if (inserted.lastrowid or 0) % INDEX_CHUNK == 0:
+                index_pending(conn)
             return Appended(
                 message=message,
                 reply_to=reply_to,
@@ -557,6 +580,7 @@ class SqliteMessageStore:
         params.append(limit + 1)
 
         def work(conn: sqlite3.Connection) -> Page:
+            index_pending(conn)
             rows = conn.execute(
                 f"SELECT {_M_COLUMNS} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid"
                 " WHERE messages_fts MATCH ? AND m.chat_id IN (SELECT value FROM json_each(?))"
@@ -566,7 +590,8 @@ class SqliteMessageStore:
             ).fetchall()
             return _page(conn, [_message(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
-        return await self._db.read(work)
+        # A write: it brings the index up to date first (pending rows: < INDEX_CHUNK).
+        return await self._db.write(work)
 
     async def set_mute(self, user_id: str, chat_id: str, until: datetime | None) -> bool:
         """See `MessageStore.set_mute`."""

@@ -102,25 +102,35 @@ _V2: Final = (
 )
 
 # Full-text search: an FTS5 index over `messages.content` (external content, so the
-# text is stored once), kept in step by triggers on every insert, update and delete;
-# a tombstone's content is NULL and so leaves the index. `unicode61` folds case and,
-# with `remove_diacritics 2`, accents ("café" matches "cafe").
+# text is stored once). `unicode61` folds case and, with `remove_diacritics 2`, accents
+# ("café" matches "cafe"). New messages are indexed in bulk, not one by one: a trigger
+# per insert doubled the cost of `append` (one FTS segment written per commit; 127 µs
+# per message measured), while indexing 256 rows in one statement costs 4 µs a row.
+# `fts_state.indexed_upto` is the highest messages rowid in the index; the store indexes
+# the rows above it every `INDEX_CHUNK` appends and before every search, so a search
+# always sees every message. Edits and deletes of indexed rows are kept in step by the
+# triggers (a tombstone's content is NULL and so leaves the index); rows not indexed yet
+# are indexed later with their content of that time. Messages are never deleted, so
+# rowids only grow.
 _V3: Final = (
     """CREATE VIRTUAL TABLE messages_fts USING fts5(
         content, content='messages', content_rowid='rowid',
         tokenize='unicode61 remove_diacritics 2'
     )""",
     "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
-    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
-    WHEN new.content IS NOT NULL BEGIN
-        INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content);
-    END""",
+    """CREATE TABLE fts_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        indexed_upto INTEGER NOT NULL
+    )""",
+    "INSERT INTO fts_state (id, indexed_upto) SELECT 1, COALESCE(MAX(rowid), 0) FROM messages",
     """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
-    WHEN old.content IS NOT NULL BEGIN
+    WHEN old.content IS NOT NULL
+     AND old.rowid <= (SELECT indexed_upto FROM fts_state WHERE id = 1) BEGIN
         INSERT INTO messages_fts (messages_fts, rowid, content)
         VALUES ('delete', old.rowid, old.content);
     END""",
-    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages
+    WHEN old.rowid <= (SELECT indexed_upto FROM fts_state WHERE id = 1) BEGIN
         INSERT INTO messages_fts (messages_fts, rowid, content)
         SELECT 'delete', old.rowid, old.content WHERE old.content IS NOT NULL;
         INSERT INTO messages_fts (rowid, content)
