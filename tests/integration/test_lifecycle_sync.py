@@ -250,3 +250,33 @@ async def test_windows_expire_and_mutes_end_by_the_clock(
     assert seen[first["id"]]["content"] == "first"
     assert seen[first["id"]]["isEdited"] is False
     assert seen[second["id"]]["isDeleted"] is True
+
+
+async def test_delete_for_me_reaches_the_users_offline_device_only_by_sync(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    alice_a = await connect(alice, gateway=0)
+    alice_b = await connect(alice, gateway=1)
+    bob_b = await connect(bob, gateway=1)
+    first = await send(bob_b, "hide me", targetUserId=alice)
+    second = await send(bob_b, "keep me", targetUserId=alice)
+    conversation = first["conversationId"]
+    await alice_b.wait_for("message:new", lambda m: m["id"] == second["id"])
+    cursor = {"conversationId": conversation, "seq": second["seq"], "rev": second["rev"]}
+    await alice_b.close()
+
+    ack = await alice_a.call("message:delete", {"messageId": first["id"]})
+    assert ack == {"status": "ok"}
+    await bob_b.assert_silent("message:deleted")
+
+    alice_again = await connect(alice, gateway=1)
+    _, batches = await sync(alice_again, [cursor])
+    (tombstone,) = [m for b in batches for m in b["messages"]]
+    assert tombstone["id"] == first["id"]
+    assert tombstone["isDeleted"] is True
+    assert "content" not in tombstone
+    _, theirs = await sync(bob_b, [cursor])
+    assert theirs == []
+    ids = [m["id"] for m in await history(alice_again, conversationId=conversation)]
+    assert ids == [second["id"]]
