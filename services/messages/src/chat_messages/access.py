@@ -8,6 +8,7 @@ The send path's checks live in one place (`Access.post`), so that rules added la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from chat_contracts import DomainError, ErrorCode
 from chat_contracts.bus import Actor
@@ -16,6 +17,17 @@ from chat_messages import domain
 from chat_messages.domain import GroupTarget, StoredMessage, Target
 from chat_messages.groups import GroupDirectory
 from chat_messages.store import MessageStore
+
+
+class NamesMessage(Protocol):
+    """A payload naming a message, with an optional hint of its chat."""
+
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def conversation_id(self) -> str | None: ...
+    @property
+    def group_id(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -111,3 +123,12 @@ class Access:
         membership = await self._groups.membership(actor, message.chat_id)
         domain.require_member(membership, field="messageId")
         return MessageAccess(message=message, is_admin=membership.role == "ADMIN")
+
+    async def named(self, actor: Actor, payload: NamesMessage) -> MessageAccess:
+        """`message` for a payload that names a message and maybe its chat."""
+        return await self.message(
+            actor,
+            payload.message_id,
+            conversation_id=payload.conversation_id,
+            group_id=payload.group_id,
+        )

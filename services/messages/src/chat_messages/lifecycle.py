@@ -74,12 +74,7 @@ class LifecycleHandlers:
         actor, payload = cmd.actor, cmd.payload
         if not payload.content.strip():
             raise DomainError(ErrorCode.VALIDATION_ERROR, "content is empty", field="content")
-        await self._access.message(
-            actor,
-            payload.message_id,
-            conversation_id=payload.conversation_id,
-            group_id=payload.group_id,
-        )
+        await self._access.named(actor, payload)
         changed = await self._store.edit(
             payload.message_id, actor.user_id, payload.content, now=self._now(), rules=self._rules
         )
@@ -111,12 +106,7 @@ class LifecycleHandlers:
         """`message:delete`: for everyone (tombstone, to the chat) or for me (hidden for
         the actor only, the event to the actor's other sockets)."""
         actor, payload = cmd.actor, cmd.payload
-        access = await self._access.message(
-            actor,
-            payload.message_id,
-            conversation_id=payload.conversation_id,
-            group_id=payload.group_id,
-        )
+        access = await self._access.named(actor, payload)
         now = self._now()
         conversation_id, group_id = domain.chat_fields(access.message.chat_id)
         event = MessageDeleted(
@@ -158,12 +148,7 @@ class LifecycleHandlers:
         """`message:reaction:add`: one per (user, emoji); adding twice emits nothing."""
         actor, payload = cmd.actor, cmd.payload
         emoji = policy.check_emoji(payload.emoji)
-        await self._access.message(
-            actor,
-            payload.message_id,
-            conversation_id=payload.conversation_id,
-            group_id=payload.group_id,
-        )
+        await self._access.named(actor, payload)
         now = self._now()
         changed = await self._store.add_reaction(
             payload.message_id, actor.user_id, emoji, now=now, rules=self._rules
@@ -186,12 +171,7 @@ class LifecycleHandlers:
     async def reaction_remove(self, cmd: Command[ReactionChange]) -> ReactionsResult:
         """`message:reaction:remove`: removing one that is not there emits nothing."""
         actor, payload = cmd.actor, cmd.payload
-        await self._access.message(
-            actor,
-            payload.message_id,
-            conversation_id=payload.conversation_id,
-            group_id=payload.group_id,
-        )
+        await self._access.named(actor, payload)
         changed = await self._store.remove_reaction(
             payload.message_id, actor.user_id, payload.emoji
         )
@@ -219,12 +199,7 @@ class LifecycleHandlers:
 
     async def _set_pin(self, cmd: Command[MessagePinChange], *, pinned: bool) -> Empty:
         actor, payload = cmd.actor, cmd.payload
-        access = await self._access.message(
-            actor,
-            payload.message_id,
-            conversation_id=payload.conversation_id,
-            group_id=payload.group_id,
-        )
+        access = await self._access.named(actor, payload)
         policy.check_pin_permission(
             is_group=access.is_group, is_admin=access.is_admin, rules=self._rules
         )

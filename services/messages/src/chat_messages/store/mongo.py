@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-import msgspec
-from pymongo import ASCENDING, DESCENDING, TEXT, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from chat_contracts import DomainError, ErrorCode
 from chat_messages import domain
 from chat_messages import rules as policy
 from chat_messages.domain import (
@@ -42,108 +40,21 @@ from chat_messages.domain import (
     Page,
     PeerTarget,
     ReactionRow,
-    StoredMessage,
     Target,
 )
 from chat_messages.rules import Rules, SearchCursor
 from chat_messages.store import Appended, Changed, Changes, EditVersion, ReadLookup
-from chat_runtime.mongo import Document, connect_mongo
+from chat_messages.store.mongo_base import (
+    MongoCollections,
+    message_doc,
+    mongo_conversation,
+    mongo_message,
+)
+from chat_runtime.mongo import Document
 
 
-def _mongo_message(doc: Document) -> StoredMessage:
-    fields = {k: v for k, v in doc.items() if k != "_id"}
-    fields["id"] = doc["_id"]
-    return msgspec.convert(fields, StoredMessage)
-
-
-def _mongo_conversation(doc: Document) -> Conversation:
-    return Conversation(
-        id=doc["_id"], user_a=doc["user_a"], user_b=doc["user_b"], created_at=doc["created_at"]
-    )
-
-
-def _message_doc(message: StoredMessage) -> Document:
-    doc: Document = msgspec.structs.asdict(message)
-    doc["_id"] = doc.pop("id")
-    return doc
-
-
-def _not_found() -> DomainError:
-    return DomainError(ErrorCode.NOT_FOUND, "message not found", field="messageId")
-
-
-class MongoMessageStore:
+class MongoMessageStore(MongoCollections):
     """`MessageStore` on MongoDB (see the module docstring for its atomicity)."""
-
-    def __init__(self, url: str, db_name: str) -> None:
-        self._client, self._db = connect_mongo(url, db_name)
-        self._conversations = self._db["conversations"]
-        self._chats = self._db["chats"]
-        self._messages = self._db["messages"]
-        self._reads = self._db["reads"]
-        self._edits = self._db["edits"]
-        self._reactions = self._db["reactions"]
-        self._hidden = self._db["hidden"]
-        self._mutes = self._db["mutes"]
-
-    async def open(self) -> None:
-        """Create the indexes and bring older documents up to date (both idempotent)."""
-        await self._conversations.create_index(
-            [("user_a", ASCENDING), ("user_b", ASCENDING)], unique=True, name="pair"
-        )
-        await self._conversations.create_index([("user_b", ASCENDING)], name="user_b")
-        await self._messages.create_index(
-            [("chat_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="chat_seq"
-        )
-        await self._messages.create_index(
-            [("sender_id", ASCENDING), ("client_message_id", ASCENDING)],
-            unique=True,
-            name="idempotency",
-        )
-        await self._messages.create_index([("chat_id", ASCENDING), ("rev", ASCENDING)], name="rev")
-        await self._messages.create_index(
-            [("chat_id", ASCENDING), ("pinned_at", DESCENDING)],
-            name="pins",
-            partialFilterExpression={"pinned_at": {"$type": "date"}},
-        )
-        # Language "none": no stemming and no stop words, the same words SQLite's FTS5
-        # `unicode61` tokenizer sees; case and diacritics are folded by the text index.
-        await self._messages.create_index(
-            [("content", TEXT)], name="content_text", default_language="none"
-        )
-        await self._reads.create_index(
-            [("user_id", ASCENDING), ("chat_id", ASCENDING)], unique=True, name="user_chat"
-        )
-        await self._edits.create_index(
-            [("message_id", ASCENDING), ("written_at", ASCENDING)], name="message"
-        )
-        await self._reactions.create_index(
-            [("message_id", ASCENDING), ("user_id", ASCENDING), ("emoji", ASCENDING)],
-            unique=True,
-            name="one_per_user_emoji",
-        )
-        await self._reactions.create_index(
-            [("message_id", ASCENDING), ("_id", ASCENDING)], name="message_order"
-        )
-        await self._hidden.create_index(
-            [("user_id", ASCENDING), ("message_id", ASCENDING)], unique=True, name="user_message"
-        )
-        await self._hidden.create_index(
-            [("user_id", ASCENDING), ("chat_id", ASCENDING), ("rev", ASCENDING)], name="user_rev"
-        )
-        await self._mutes.create_index(
-            [("user_id", ASCENDING), ("chat_id", ASCENDING)], unique=True, name="user_chat"
-        )
-        # Documents written before change revisions: their creation was their one
-        # change, so rev = seq (the same step as SQLite's migration 2).
-        await self._chats.update_many(
-            {"last_rev": {"$exists": False}}, [{"$set": {"last_rev": "$last_seq"}}]
-        )
-        await self._messages.update_many({"rev": {"$exists": False}}, [{"$set": {"rev": "$seq"}}])
-
-    async def close(self) -> None:
-        """Close the client's connections."""
-        await self._client.close()
 
     # --- new messages ---------------------------------------------------------------
 
@@ -190,7 +101,7 @@ class MongoMessageStore:
             raise RuntimeError("seq upsert returned no document")
         message = draft.stored(chat_id, int(counter["last_seq"]), int(counter["last_rev"]))
         try:
-            await self._messages.insert_one(_message_doc(message))
+            await self._messages.insert_one(message_doc(message))
         except DuplicateKeyError:
             # A concurrent send with the same clientMessageId won the race after our
             # look-up. Its message is the answer; the seq we took stays unused, a gap
@@ -232,7 +143,7 @@ class MongoMessageStore:
             query["_id"] = {"$nin": hidden}
         # One document past `limit` tells whether an older page exists.
         docs = await self._messages.find(query).sort("seq", DESCENDING).to_list(limit + 1)
-        messages = [_mongo_message(d) for d in docs[:limit]]
+        messages = [mongo_message(d) for d in docs[:limit]]
         return await self._page(messages, has_more=len(docs) > limit)
 
     async def chat_of(self, target: Target, user_id: str) -> str | None:
@@ -293,7 +204,7 @@ class MongoMessageStore:
         if hidden:
             query["_id"] = {"$nin": hidden}
         docs = await self._messages.find(query).sort("seq", ASCENDING).to_list(limit)
-        return await self._page([_mongo_message(d) for d in docs])
+        return await self._page([mongo_message(d) for d in docs])
 
     async def changed_since(
         self, chat_id: str, viewer_id: str, *, after_rev: int, through_seq: int, limit: int
@@ -316,7 +227,7 @@ class MongoMessageStore:
             .to_list(limit)
         )
         originals = {
-            d["_id"]: _mongo_message(d)
+            d["_id"]: mongo_message(d)
             async for d in self._messages.find(
                 {"_id": {"$in": [h["message_id"] for h in hides]}, "seq": {"$lte": through_seq}}
             )
@@ -328,13 +239,13 @@ class MongoMessageStore:
             for h in hides
             if h["message_id"] in originals
         ]
-        page = await self._page([_mongo_message(d) for d in docs[:limit]])
+        page = await self._page([mongo_message(d) for d in docs[:limit]])
         return Changes(page=page, hidden=hidden, limited=len(docs) > limit)
 
     async def page_of(self, message_ids: Sequence[str]) -> Page:
         """See `MessageStore.page_of`."""
         found = {
-            d["_id"]: _mongo_message(d)
+            d["_id"]: mongo_message(d)
             async for d in self._messages.find({"_id": {"$in": list(message_ids)}})
         }
         return await self._page([found[i] for i in message_ids if i in found])
@@ -342,13 +253,13 @@ class MongoMessageStore:
     async def lookup_for_read(self, message_ids: Sequence[str]) -> ReadLookup:
         """See `MessageStore.lookup_for_read`."""
         found = {
-            d["_id"]: _mongo_message(d)
+            d["_id"]: mongo_message(d)
             async for d in self._messages.find({"_id": {"$in": list(message_ids)}})
         }
         messages = [found[i] for i in message_ids if i in found]
         dm_ids = sorted({m.chat_id for m in messages if domain.is_dm(m.chat_id)})
         conversations = {
-            d["_id"]: _mongo_conversation(d)
+            d["_id"]: mongo_conversation(d)
             async for d in self._conversations.find({"_id": {"$in": dm_ids}})
         }
         return ReadLookup(messages=messages, conversations=conversations)
@@ -403,7 +314,7 @@ class MongoMessageStore:
                 "written_at": message.edited_at or message.created_at,
             }
         )
-        return Changed(message=_mongo_message(updated), changed=True)
+        return Changed(message=mongo_message(updated), changed=True)
 
     async def edits(self, message_id: str) -> list[EditVersion]:
         """See `MessageStore.edits`."""
@@ -442,7 +353,7 @@ class MongoMessageStore:
         await self._reactions.delete_many({"message_id": message_id})
         await self._edits.delete_many({"message_id": message_id})
         return Changed(
-            message=_mongo_message(updated),
+            message=mongo_message(updated),
             changed=True,
             was_pinned=message.pinned_at is not None,
         )
@@ -525,7 +436,7 @@ class MongoMessageStore:
         )
         if updated is None:
             return Changed(message=await self._require(message_id), changed=False)
-        return Changed(message=_mongo_message(updated), changed=True)
+        return Changed(message=mongo_message(updated), changed=True)
 
     async def pins(self, chat_id: str) -> Page:
         """See `MessageStore.pins`."""
@@ -534,7 +445,7 @@ class MongoMessageStore:
             .sort([("pinned_at", DESCENDING), ("seq", DESCENDING)])
             .to_list(None)
         )
-        return await self._page([_mongo_message(d) for d in docs])
+        return await self._page([mongo_message(d) for d in docs])
 
     async def search(
         self,
@@ -574,7 +485,7 @@ class MongoMessageStore:
             .to_list(limit + 1)
         )
         return await self._page(
-            [_mongo_message(d) for d in docs[:limit]], has_more=len(docs) > limit
+            [mongo_message(d) for d in docs[:limit]], has_more=len(docs) > limit
         )
 
     async def set_mute(self, user_id: str, chat_id: str, until: datetime | None) -> bool:
@@ -591,111 +502,6 @@ class MongoMessageStore:
         """See `MessageStore.clear_mute`."""
         result = await self._mutes.delete_one({"user_id": user_id, "chat_id": chat_id})
         return bool(result.deleted_count)
-
-    # --- helpers --------------------------------------------------------------------
-
-    async def _next_rev(self, chat_id: str) -> int:
-        counter = await self._chats.find_one_and_update(
-            {"_id": chat_id},
-            {"$inc": {"last_rev": 1}, "$setOnInsert": {"last_seq": 0}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        if counter is None:
-            raise RuntimeError("rev upsert returned no document")
-        return int(counter["last_rev"])
-
-    async def _touch(self, message: StoredMessage) -> StoredMessage:
-        rev = await self._next_rev(message.chat_id)
-        await self._messages.update_one({"_id": message.id}, {"$max": {"rev": rev}})
-        return msgspec.structs.replace(message, rev=max(rev, message.rev))
-
-    async def _require(self, message_id: str) -> StoredMessage:
-        message = await self._message(message_id)
-        if message is None:
-            raise _not_found()
-        return message
-
-    async def _hidden_ids(self, user_id: str, chat_id: str) -> list[str]:
-        return [
-            d["message_id"]
-            async for d in self._hidden.find(
-                {"user_id": user_id, "chat_id": chat_id}, projection={"message_id": True}
-            )
-        ]
-
-    async def _reaction_rows(self, message_ids: Sequence[str]) -> dict[str, list[ReactionRow]]:
-        if not message_ids:
-            return {}
-        found: dict[str, list[ReactionRow]] = {}
-        cursor = self._reactions.find({"message_id": {"$in": list(message_ids)}}).sort(
-            [("message_id", ASCENDING), ("_id", ASCENDING)]
-        )
-        async for d in cursor:
-            found.setdefault(d["message_id"], []).append(ReactionRow(d["emoji"], d["user_id"]))
-        return found
-
-    async def _page(self, messages: list[StoredMessage], *, has_more: bool = False) -> Page:
-        return Page(
-            messages=messages,
-            replies=await self._replies(messages),
-            reactions=await self._reaction_rows([m.id for m in messages]),
-            has_more=has_more,
-        )
-
-    async def _by_client_id(self, sender_id: str, client_message_id: str) -> StoredMessage | None:
-        doc = await self._messages.find_one(
-            {"sender_id": sender_id, "client_message_id": client_message_id}
-        )
-        return _mongo_message(doc) if doc is not None else None
-
-    async def _duplicate(self, first: StoredMessage) -> Appended:
-        reply_to = await self._message(first.reply_to_id) if first.reply_to_id else None
-        conversation = (
-            await self._conversation(first.chat_id) if domain.is_dm(first.chat_id) else None
-        )
-        return Appended(message=first, reply_to=reply_to, duplicate=True, conversation=conversation)
-
-    async def _message(self, message_id: str) -> StoredMessage | None:
-        doc = await self._messages.find_one({"_id": message_id})
-        return _mongo_message(doc) if doc is not None else None
-
-    async def _conversation(self, conversation_id: str) -> Conversation | None:
-        doc = await self._conversations.find_one({"_id": conversation_id})
-        return _mongo_conversation(doc) if doc is not None else None
-
-    async def _find_dm(self, target: PeerTarget) -> Conversation | None:
-        doc = await self._conversations.find_one({"user_a": target.user_a, "user_b": target.user_b})
-        return _mongo_conversation(doc) if doc is not None else None
-
-    async def _create_dm(
-        self, target: PeerTarget, new_id: str, draft: MessageDraft
-    ) -> tuple[Conversation, bool]:
-        """Find or create the pair's DM; True when this call created it."""
-        try:
-            doc = await self._conversations.find_one_and_update(
-                {"user_a": target.user_a, "user_b": target.user_b},
-                {"$setOnInsert": {"_id": new_id, "created_at": draft.created_at}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            # Two first messages between the same pair at once: the other one created it.
-            doc = await self._conversations.find_one(
-                {"user_a": target.user_a, "user_b": target.user_b}
-            )
-        if doc is None:
-            raise RuntimeError("DM upsert returned no document")
-        conversation = _mongo_conversation(doc)
-        return conversation, conversation.id == new_id
-
-    async def _replies(self, messages: Iterable[StoredMessage]) -> dict[str, StoredMessage]:
-        ids = sorted({m.reply_to_id for m in messages if m.reply_to_id is not None})
-        if not ids:
-            return {}
-        return {
-            d["_id"]: _mongo_message(d) async for d in self._messages.find({"_id": {"$in": ids}})
-        }
 
 
 __all__ = ["MongoMessageStore"]
