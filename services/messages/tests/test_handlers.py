@@ -30,12 +30,18 @@ from nats.aio.msg import Msg
 from chat_contracts import limits, subjects
 from chat_contracts.bus import Actor, Empty, Fanout, Reply
 from chat_contracts.client import (
+    ChatMute,
     GroupCreate,
     GroupMemberAdd,
     GroupMemberRemove,
     HistoryRequest,
+    MessageDelete,
+    MessageEdit,
+    MessagePinChange,
     MessageRead,
     MessageSend,
+    PinsList,
+    ReactionChange,
     SyncCursor,
     SyncRequest,
 )
@@ -535,3 +541,109 @@ async def test_mine_lists_the_actors_dms(env: Env, team: str) -> None:
     ack = await env.call("mine", AMY, Empty())
     assert sorted(ack["chatIds"]) == sorted([first["conversationId"], second["conversationId"]])
     assert domain.is_dm(ack["chatIds"][0])
+
+
+# --- lifecycle: exact fan-out of each change -------------------------------------------
+
+
+async def test_edit_emits_one_room_event_then_none_on_retry_or_after_the_window(
+    env: Env, team: str
+) -> None:
+    sent = (await env.call("send", BOB, send("v1", group_id=team)))["message"]
+    await env.take(1)
+    env.clock.advance(minutes=14, seconds=59)
+    edit = MessageEdit(message_id=sent["id"], content="v2")
+    ack = await env.call("edit", BOB, edit)
+    assert ack["message"]["editedAt"] == iso(env.clock.now())
+    (delivery,) = await env.take(1)
+    assert delivery.subject == f"rt.room.{team}"
+    assert delivery.fanout.event == "message:edited"
+    assert delivery.fanout.skip_sid == "s1"
+    assert delivery.data == {
+        "messageId": sent["id"],
+        "content": "v2",
+        "editedAt": ack["message"]["editedAt"],
+        "groupId": team,
+    }
+    again = await env.call("edit", BOB, edit)
+    assert again["message"] == ack["message"]
+    env.clock.advance(seconds=2)  # 15:01 after createdAt
+    late = await env.error("edit", BOB, MessageEdit(message_id=sent["id"], content="v3"))
+    assert (late.code, late.field) == ("EDIT_WINDOW_EXPIRED", "messageId")
+    other = await env.error("edit", AMY, MessageEdit(message_id=sent["id"], content="v3"))
+    assert other.code == "FORBIDDEN"
+    await env.assert_quiet()
+
+
+async def test_delete_for_everyone_by_an_admin_after_the_window_and_for_me(
+    env: Env, team: str
+) -> None:
+    sent = (await env.call("send", BOB, send("x", group_id=team)))["message"]
+    await env.take(1)
+    env.clock.advance(hours=1, seconds=1)
+    expired = await env.error(
+        "delete", BOB, MessageDelete(message_id=sent["id"], delete_for_everyone=True)
+    )
+    assert expired.code == "DELETE_WINDOW_EXPIRED"
+    assert (
+        await env.call(
+            "delete", AMY, MessageDelete(message_id=sent["id"], delete_for_everyone=True)
+        )
+        == {}
+    )
+    (delivery,) = await env.take(1)
+    assert (delivery.subject, delivery.fanout.event) == (f"rt.room.{team}", "message:deleted")
+    assert delivery.data["deleteForEveryone"] is True
+    assert delivery.data["deletedBy"] == "amy"
+    assert (
+        await env.call(
+            "delete", AMY, MessageDelete(message_id=sent["id"], delete_for_everyone=True)
+        )
+        == {}
+    )
+    # For me: one delivery to the deleter's own sockets (the asking one skipped).
+    assert await env.call("delete", BOB, MessageDelete(message_id=sent["id"])) == {}
+    (mine,) = await env.take(1)
+    assert (mine.subject, mine.fanout.skip_sid) == ("rt.user.bob", "s1")
+    assert mine.data["deleteForEveryone"] is False
+    assert await env.call("delete", BOB, MessageDelete(message_id=sent["id"])) == {}
+    outsider = await env.error("delete", EVE, MessageDelete(message_id=sent["id"]))
+    assert outsider.code == "FORBIDDEN"
+    await env.assert_quiet()
+
+
+async def test_reactions_pins_and_mute_emit_only_on_change(env: Env, team: str) -> None:
+    sent = (await env.call("send", AMY, send("x", group_id=team)))["message"]
+    await env.take(1)
+    react = ReactionChange(message_id=sent["id"], emoji="🎉")
+    first = await env.call("reaction_add", BOB, react)
+    assert first["reactions"] == [{"emoji": "🎉", "count": 1, "userIds": ["bob"]}]
+    assert [d.fanout.event for d in await env.take(1)] == ["message:reaction:added"]
+    assert await env.call("reaction_add", BOB, react) == first
+    text = await env.error("reaction_add", BOB, ReactionChange(message_id=sent["id"], emoji="ok"))
+    assert (text.code, text.field) == ("VALIDATION_ERROR", "emoji")
+    assert (await env.call("reaction_remove", BOB, react))["reactions"] == []
+    assert [d.fanout.event for d in await env.take(1)] == ["message:reaction:removed"]
+    assert (await env.call("reaction_remove", BOB, react))["reactions"] == []
+
+    pin = MessagePinChange(message_id=sent["id"])
+    assert (await env.error("pin", BOB, pin)).code == "FORBIDDEN"
+    assert await env.call("pin", AMY, pin) == {}
+    assert [d.fanout.event for d in await env.take(1)] == ["message:pinned"]
+    assert await env.call("pin", AMY, pin) == {}
+    listed = await env.call("pins", BOB, PinsList(group_id=team))
+    assert [m["id"] for m in listed["messages"]] == [sent["id"]]
+
+    until = env.clock.now() + timedelta(hours=1)
+    mute = ChatMute(group_id=team, muted_until=until)
+    assert await env.call("mute", BOB, mute) == {}
+    (muted,) = await env.take(1)
+    assert (muted.subject, muted.fanout.event) == ("rt.user.bob", "conversation:muted")
+    assert muted.data == {"groupId": team, "mutedUntil": iso(until)}
+    assert await env.call("mute", BOB, mute) == {}
+    state = await env.call("sync", BOB, since((team, 1)), sid=None)
+    assert state["chats"][0]["mutedUntil"] == iso(until)
+    env.clock.advance(hours=1)
+    state = await env.call("sync", BOB, since((team, 1)), sid=None)
+    assert "mutedUntil" not in state["chats"][0]
+    await env.assert_quiet()
