@@ -456,15 +456,24 @@ class MongoMessageStore(MongoCollections):
         before: SearchCursor | None,
         limit: int,
     ) -> Page:
-        """See `MessageStore.search`: the text index for every word but the last (whole
-        words, as the index stores them), a case-insensitive prefix match for the last."""
+        """See `MessageStore.search`: the text index for the first word (a whole word, as
+        the index stores it), a case-insensitive prefix match for the last.
+
+        `$text` takes one quoted word: with several phrases or a phrase and terms its
+        matching is not a plain AND (MongoDB SERVER-30163), so the other whole words
+        are `$regex` conditions on the candidates the index found."""
+        whole = [
+            {"content": {"$regex": r"(^|\W)" + re.escape(w) + r"(\W|$)", "$options": "i"}}
+            for w in words[1:-1]
+        ]
+        prefix = {"content": {"$regex": r"(^|\W)" + re.escape(words[-1]), "$options": "i"}}
         query: Document = {
             "chat_id": {"$in": list(chat_ids)},
             "deleted_at": None,
-            "content": {"$regex": r"(^|\W)" + re.escape(words[-1]), "$options": "i"},
+            "$and": [*whole, prefix],
         }
         if len(words) > 1:
-            query["$text"] = {"$search": " ".join(f'"{w}"' for w in words[:-1])}
+            query["$text"] = {"$search": f'"{words[0]}"'}
         hidden = [
             d["message_id"]
             async for d in self._hidden.find(
@@ -475,10 +484,14 @@ class MongoMessageStore(MongoCollections):
         if hidden:
             query["_id"] = {"$nin": hidden}
         if before is not None:
-            query["$or"] = [
-                {"created_at": {"$lt": before.created_at}},
-                {"created_at": before.created_at, "_id": {"$lt": before.message_id}},
-            ]
+            query["$and"].append(
+                {
+                    "$or": [
+                        {"created_at": {"$lt": before.created_at}},
+                        {"created_at": before.created_at, "_id": {"$lt": before.message_id}},
+                    ]
+                }
+            )
         docs = (
             await self._messages.find(query)
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
