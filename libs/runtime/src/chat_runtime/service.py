@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Protocol, TypeVar
 
 from chat_runtime.bus import Bus
 from chat_runtime.logs import LIFECYCLE, setup_logging
+from chat_runtime.mongo import MongoSetupError, require_replica_set
 from chat_runtime.settings import BaseSettings, exit_on_error, load_settings
 from chat_runtime.worker import Router, Worker, run, wait_for_shutdown
 
@@ -52,7 +54,13 @@ async def opened_store(
     sqlite: Callable[[Path], St],
     mongo: Callable[[str, str], St],
 ) -> AsyncIterator[St]:
-    """The store `CHAT_STORE` selects, opened for the block and closed after it."""
+    """The store `CHAT_STORE` selects, opened for the block and closed after it.
+
+    MongoDB must be a replica set (or a mongos): raises `MongoSetupError` otherwise,
+    before anything is served.
+    """
+    if settings.store == "mongo":
+        await require_replica_set(settings.mongodb_url)
     store = (
         mongo(settings.mongodb_url, settings.mongodb_db)
         if settings.store == "mongo"
@@ -66,14 +74,22 @@ async def opened_store(
 
 
 def main(name: str, kind: type[S], build: Build[S]) -> None:
-    """Entry point of `python -m chat_<service>`."""
+    """Entry point of `python -m chat_<service>`.
+
+    A MongoDB that cannot serve the stores (standalone, unreachable) stops the process
+    at start with a one-line message and exit status 2, like a bad setting.
+    """
     settings = exit_on_error(lambda: load_settings(kind))
     setup_logging(settings.log_level)
 
     async def _main() -> None:
         await serve(name, settings, build)
 
-    run(_main)
+    try:
+        run(_main)
+    except MongoSetupError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 __all__ = ["main", "serve"]

@@ -3,7 +3,9 @@
 A handler is `async (Command[P]) -> R`: it decodes nothing and encodes nothing itself.
 The runner decodes the command with the decoder built for `P` at registration, maps
 `DomainError` / `RetryableError` / `msgspec.ValidationError` to error and retry
-replies, and answers every request exactly once.
+replies, and answers every request exactly once. A command's MongoDB work is bounded
+below the gateway's ack deadline, and a transient MongoDB failure (failover, lost
+connection, aborted transaction) is answered `retry`/UNAVAILABLE (`chat_runtime.mongo`).
 
 Client commands are registered from the routes table (`Router.route`), which ties the
 handler's payload and result types to the row; internal queries between services
@@ -32,6 +34,7 @@ from chat_contracts.client import Payload
 from chat_contracts.routes import ROUTES, Route
 from chat_contracts.server import Empty
 from chat_runtime.bus import Bus, encode
+from chat_runtime.mongo import command_deadline, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,13 @@ class _Entry(Generic[P]):
 def error_reply(exc: DomainError) -> Reply:
     """The reply for a refusal decided by a rule or a store."""
     return Reply(status="error", code=exc.code.value, error=exc.message, field=exc.field)
+
+
+def retry_reply(exc: RetryableError) -> Reply:
+    """The reply for a transient refusal: the client may send the command again later."""
+    return Reply(
+        status="retry", code=exc.code.value, error=exc.message, retry_after=exc.retry_after_ms
+    )
 
 
 def validation_reply(exc: msgspec.ValidationError) -> Reply:
@@ -143,19 +153,19 @@ class Router:
             )
         try:
             command = entry.decoder.decode(data)
-            result = await entry.handler(command)
+            with command_deadline():
+                result = await entry.handler(command)
         except msgspec.ValidationError as exc:
             return validation_reply(exc)
         except DomainError as exc:
             return error_reply(exc)
         except RetryableError as exc:
-            return Reply(
-                status="retry",
-                code=exc.code.value,
-                error=exc.message,
-                retry_after=exc.retry_after_ms,
-            )
-        except Exception:
+            return retry_reply(exc)
+        except Exception as exc:
+            transient = unavailable(exc)
+            if transient is not None:
+                log.warning("%s.%s: %r; answered retry", self.domain, action, exc)
+                return retry_reply(transient)
             log.exception("%s.%s failed", self.domain, action)
             return Reply(status="error", code=ErrorCode.INTERNAL.value, error="internal error")
         raw = _EMPTY_RESULT if result is None else encode(result)
