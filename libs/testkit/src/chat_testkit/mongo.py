@@ -1,17 +1,24 @@
 """A real MongoDB for store contract tests, or a skip that names what is missing.
 
-Order: `CHAT_MONGODB_URL` when set; else a testcontainers MongoDB when a Docker engine
-answers; else `pytest.skip` with the reason. There is no fake MongoDB.
+Order: `CHAT_MONGODB_URL` when set; else a testcontainers `mongo:8` started as a
+single-node replica set when a Docker engine answers; else `pytest.skip` with the
+reason. There is no fake MongoDB. The stores need a replica set (transactions), and
+`chat_testkit.stores` refuses a standalone `CHAT_MONGODB_URL` with the reason.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 SKIP_REASON = (
     "MongoDB: CHAT_MONGODB_URL is not set and no Docker engine answered for testcontainers"
@@ -38,10 +45,50 @@ def mongo_url() -> Iterator[str]:
         return
     if not _docker_answers():
         pytest.skip(SKIP_REASON)
-    from testcontainers.mongodb import MongoDbContainer
+    from testcontainers.core.container import DockerContainer
 
-    with MongoDbContainer("mongo:7") as container:
-        yield container.get_connection_url()
+    # No root user: the image's MONGO_INITDB_ROOT_* would turn on authentication, and
+    # a replica set with authentication needs a key file.
+    container = DockerContainer(IMAGE).with_command(f"--replSet {REPLICA_SET} --bind_ip_all")
+    with container.with_exposed_ports(PORT):
+        _initiate(container)
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(PORT)
+        # directConnection: the member's own address (127.0.0.1:27017 inside the
+        # container) is not the mapped port the tests reach it on.
+        yield f"mongodb://{host}:{port}/?directConnection=true"
+
+
+#: The server the contract suites run on where Docker runs.
+IMAGE = "mongo:8"
+REPLICA_SET = "rs0"
+PORT = 27017
+#: First start of a fresh container: mongod up in ~1-2 s, primary ~1-2 s after initiate.
+START_TIMEOUT_S = 60.0
+
+#: Initiates the set once (rs.status() throws NotYetInitialized before) and succeeds
+#: only when this member is the writable primary.
+_INITIATE = f"""
+try {{ rs.status(); }} catch (e) {{
+  rs.initiate({{_id: '{REPLICA_SET}', members: [{{_id: 0, host: '127.0.0.1:{PORT}'}}]}});
+}}
+if (!db.hello().isWritablePrimary) {{ quit(1); }}
+"""
+
+
+def _initiate(container: DockerContainer) -> None:
+    """Make the container's mongod a one-member replica set and wait for its primary."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    command = ["mongosh", "--quiet", "--eval", _INITIATE]
+    while True:
+        # Fails while mongod is still starting, and until the election is over.
+        result = container.exec(command)
+        if result.exit_code == 0:
+            return
+        if time.monotonic() > deadline:
+            output = result.output.decode(errors="replace")
+            raise RuntimeError(f"MongoDB replica set did not start: {output}")
+        time.sleep(0.25)
 
 
 def unique_db_name(prefix: str = "chat_test") -> str:

@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 import pytest
 
-from chat_runtime.mongo import connect_mongo
+from chat_runtime.mongo import connect_mongo, require_replica_set
 from chat_testkit.mongo import unique_db_name
 
 
@@ -36,22 +36,43 @@ async def contract_store(
     test with the reason when no real MongoDB is reachable; each test gets a fresh
     database, dropped afterwards.
     """
-    if request.param == "sqlite":
-        store = sqlite(tmp_path)
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.close()
-        return
-    url: str = request.getfixturevalue("mongodb_url")
-    db_name = unique_db_name()
-    store = mongo(url, db_name)
-    await store.open()
-    try:
+    async with contract_stores(request, tmp_path, sqlite, mongo, count=1) as (store,):
         yield store
+
+
+@asynccontextmanager
+async def contract_stores(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite: Callable[[Path], S],
+    mongo: Callable[[str, str], S],
+    *,
+    count: int = 2,
+) -> AsyncIterator[tuple[S, ...]]:
+    """`count` opened store instances on one empty database, like `count` workers of
+    one service: the same SQLite file (`sqlite(tmp_path)` each time), or the same
+    MongoDB database through separate clients.
+
+    The MongoDB must be a replica set (the stores use transactions): a standalone
+    `CHAT_MONGODB_URL` fails the test with the reason.
+    """
+    stores: list[S] = []
+    db_name = ""
+    url = ""
+    if request.param == "mongo":
+        url = request.getfixturevalue("mongodb_url")
+        await require_replica_set(url)
+        db_name = unique_db_name()
+    try:
+        for _ in range(count):
+            store = sqlite(tmp_path) if request.param == "sqlite" else mongo(url, db_name)
+            await store.open()
+            stores.append(store)
+        yield tuple(stores)
     finally:
-        await store.close()
-        client, _ = connect_mongo(url, db_name)
-        await client.drop_database(db_name)
-        await client.close()
+        for store in stores:
+            await store.close()
+        if db_name:
+            client, _ = connect_mongo(url, db_name)
+            await client.drop_database(db_name)
+            await client.close()
