@@ -16,7 +16,7 @@ from chat_contracts import client as c
 from chat_contracts import limits
 from chat_contracts.bus import Actor, Command, Fanout, Reply
 from chat_groups.handlers import GroupHandlers
-from chat_groups.store import SqliteGroupStore
+from chat_groups.store.sqlite import SqliteGroupStore
 from chat_runtime.bus import Bus, Publisher, encode
 from chat_runtime.clock import ManualClock, TimeOrderedIds
 from chat_runtime.worker import Router
@@ -208,6 +208,17 @@ async def test_delete_closes_the_room(h: Harness) -> None:
         (f"rt.room.{gid}", "group:deleted [close]", {"groupId": gid, "deletedBy": "alice"})
     ]
     assert await h.refused("get", "alice", c.GroupRef(group_id=gid)) == "NOT_FOUND"
+
+
+async def test_concurrent_deletes_emit_one_group_deleted(h: Harness) -> None:
+    gid = await h.create("alice", "bob")
+    await h.ok("member_role", "alice", c.GroupMemberRole(group_id=gid, user_id="bob", role="ADMIN"))
+    await h.events.take()
+    ref = c.GroupRef(group_id=gid)
+    replies = await asyncio.gather(h.call("delete", "alice", ref), h.call("delete", "bob", ref))
+    assert sorted((r.status, r.code) for r in replies) == [("error", "NOT_FOUND"), ("ok", None)]
+    deleted = [e for e in summary(await h.events.take()) if e[1] == "group:deleted [close]"]
+    assert len(deleted) == 1
 
 
 async def test_member_add_joins_before_the_event(h: Harness) -> None:

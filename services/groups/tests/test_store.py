@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -285,3 +286,132 @@ async def test_concurrent_adds_respect_the_limit(store: GroupStore) -> None:
     assert await count(store, group.id) == limits.MAX_GROUP_MEMBERS
     _, ids = await store.members(group.id, "alice")
     assert len(ids) == limits.MAX_GROUP_MEMBERS
+
+
+# --- concurrency: one store, and two instances on one database (two workers) ---------
+
+
+def outcome_codes(outcomes: list[object]) -> list[ErrorCode | None]:
+    """None for a success, the code for a refusal; anything else fails the test."""
+    codes: list[ErrorCode | None] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, DomainError):
+            raise outcome
+        codes.append(outcome.code if isinstance(outcome, DomainError) else None)
+    return codes
+
+
+async def assert_counts_exact(store: GroupStore, group_id: str) -> list[str]:
+    """`member_count` is the number of memberships; returns the member ids."""
+    _, ids = await store.members(group_id, "alice")
+    assert await count(store, group_id) == len(ids)
+    return ids
+
+
+async def test_last_seat_goes_to_exactly_one_add(store: GroupStore) -> None:
+    others = tuple(f"u{i:04d}" for i in range(limits.MAX_GROUP_MEMBERS - 2))
+    group = await make(store, others=others)
+    assert await count(store, group.id) == limits.MAX_GROUP_MEMBERS - 1
+    newcomers = [f"new{i}" for i in range(5)]
+    outcomes = await asyncio.gather(
+        *(store.add_member(group.id, "alice", member(uid)) for uid in newcomers),
+        return_exceptions=True,
+    )
+    codes = outcome_codes(outcomes)
+    assert Counter(codes) == Counter({None: 1, ErrorCode.LIMIT_EXCEEDED: 4})
+    winner = newcomers[codes.index(None)]
+    ids = await assert_counts_exact(store, group.id)
+    assert len(ids) == limits.MAX_GROUP_MEMBERS
+    assert [uid for uid in newcomers if uid in ids] == [winner]
+
+
+async def test_two_workers_last_seat_goes_to_exactly_one_add(
+    two_stores: tuple[GroupStore, ...],
+) -> None:
+    one, two = two_stores
+    others = tuple(f"u{i:04d}" for i in range(limits.MAX_GROUP_MEMBERS - 2))
+    group = await make(one, others=others)
+    newcomers = [f"new{i}" for i in range(6)]
+    outcomes = await asyncio.gather(
+        *(
+            two_stores[i % 2].add_member(group.id, "alice", member(uid))
+            for i, uid in enumerate(newcomers)
+        ),
+        return_exceptions=True,
+    )
+    codes = outcome_codes(outcomes)
+    assert codes.count(None) == 1
+    assert codes.count(ErrorCode.LIMIT_EXCEEDED) == 5
+    winner = newcomers[codes.index(None)]
+    for store in (one, two):
+        ids = await assert_counts_exact(store, group.id)
+        assert len(ids) == limits.MAX_GROUP_MEMBERS
+        assert [uid for uid in newcomers if uid in ids] == [winner]
+
+
+async def test_concurrent_deletes_one_succeeds(store: GroupStore) -> None:
+    group = await make(store)
+    await store.set_role(group.id, "alice", "bob", ADMIN)
+    outcomes = await asyncio.gather(
+        store.delete(group.id, "alice"), store.delete(group.id, "bob"), return_exceptions=True
+    )
+    assert Counter(outcome_codes(outcomes)) == Counter([None, ErrorCode.NOT_FOUND])
+    assert await store.access(group.id, "alice") == Access(group=None, role=None)
+    assert await store.group_ids_of("bob") == []
+
+
+async def test_two_workers_concurrent_deletes_one_succeeds(
+    two_stores: tuple[GroupStore, ...],
+) -> None:
+    one, two = two_stores
+    group = await make(one, others=tuple(f"u{i}" for i in range(50)))
+    outcomes = await asyncio.gather(
+        one.delete(group.id, "alice"), two.delete(group.id, "alice"), return_exceptions=True
+    )
+    assert Counter(outcome_codes(outcomes)) == Counter([None, ErrorCode.NOT_FOUND])
+    for store in (one, two):
+        assert await store.access(group.id, "u0") == Access(group=None, role=None)
+        assert await store.group_ids_of("u0") == []
+
+
+async def test_two_workers_keep_counters_exact(two_stores: tuple[GroupStore, ...]) -> None:
+    one, two = two_stores
+    group = await make(one, others=tuple(f"old{i}" for i in range(10)))
+    adds = [
+        two_stores[i % 2].add_member(
+            group.id, "alice", member(f"new{i}", ADMIN if i < 3 else MEMBER)
+        )
+        for i in range(10)
+    ]
+    removals = [two_stores[i % 2].remove_member(group.id, "alice", f"old{i}") for i in range(6)]
+    leaves = [two_stores[i % 2].remove_member(group.id, f"old{i}", f"old{i}") for i in range(6, 8)]
+    outcomes = await asyncio.gather(*adds, *removals, *leaves, return_exceptions=True)
+    assert outcome_codes(outcomes) == [None] * 18
+    ids = await assert_counts_exact(two, group.id)
+    assert sorted(ids) == sorted(["alice", "old8", "old9", *(f"new{i}" for i in range(10))])
+    # admin_count is exact too: alice and new0..new2 are the admins, so all four can
+    # step down except the last one, whichever that is.
+    admins = ["alice", "new0", "new1", "new2"]
+    step_downs = await asyncio.gather(
+        *(two_stores[i % 2].set_role(group.id, uid, uid, MEMBER) for i, uid in enumerate(admins)),
+        return_exceptions=True,
+    )
+    assert Counter(outcome_codes(step_downs)) == Counter([None, None, None, ErrorCode.CONFLICT])
+    roles = [(await one.access(group.id, uid)).role for uid in admins]
+    assert roles.count(ADMIN) == 1
+
+
+async def test_two_workers_concurrent_step_downs_keep_one_admin(
+    two_stores: tuple[GroupStore, ...],
+) -> None:
+    one, two = two_stores
+    group = await make(one)
+    await two.set_role(group.id, "alice", "bob", ADMIN)
+    outcomes = await asyncio.gather(
+        one.set_role(group.id, "alice", "alice", MEMBER),
+        two.set_role(group.id, "bob", "bob", MEMBER),
+        return_exceptions=True,
+    )
+    assert Counter(outcome_codes(outcomes)) == Counter([None, ErrorCode.CONFLICT])
+    roles = [(await two.access(group.id, uid)).role for uid in ("alice", "bob")]
+    assert sorted(r or "" for r in roles) == [ADMIN, MEMBER]

@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from chat_groups.handlers import DOMAIN, GroupHandlers
-from chat_groups.store import GroupStore, MongoGroupStore, SqliteGroupStore
+from chat_groups.store import GroupStore
+from chat_groups.store.mongo import MongoGroupStore
+from chat_groups.store.sqlite import SqliteGroupStore
 from chat_runtime.bus import Bus, Publisher
 from chat_runtime.clock import SystemClock, TimeOrderedIds
 from chat_runtime.service import main, opened_store
