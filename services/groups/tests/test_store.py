@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -415,3 +417,57 @@ async def test_two_workers_concurrent_step_downs_keep_one_admin(
     assert Counter(outcome_codes(outcomes)) == Counter([None, ErrorCode.CONFLICT])
     roles = [(await two.access(group.id, uid)).role for uid in ("alice", "bob")]
     assert sorted(r or "" for r in roles) == [ADMIN, MEMBER]
+
+
+#: Where a command is cancelled: after 0-5 event-loop turns (SQLite: before or after its
+#: job reached the database thread), then after 0.5-32 ms of wall time (MongoDB: between
+#: the round trips of one command).
+CANCEL_POINTS = [*((turns, 0.0) for turns in range(6)), *((0, 0.0005 * 2**j) for j in range(7))]
+
+
+async def cancelled_at(point: tuple[int, float], command: Awaitable[object]) -> None:
+    """Run `command`, cancel it at `point`, and wait until it has stopped."""
+    task = asyncio.ensure_future(command)
+    turns, seconds = point
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if seconds:
+        await asyncio.sleep(seconds)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, DomainError):
+        await task
+
+
+async def settle(store: GroupStore, group_id: str) -> list[str]:
+    """Wait for cancelled commands' leftovers, then check `member_count` against the
+    memberships (one read); returns the member ids.
+
+    SQLite: cancelling a caller does not stop its job on the database thread, and one
+    more write (a no-op update) runs after every job queued before it.
+    """
+    await store.update(group_id, "alice", domain.requested_patch("Team", None, None))
+    access, ids = await store.members(group_id, "alice")
+    assert access.group is not None
+    assert access.group.member_count == len(ids)
+    return ids
+
+
+async def test_commands_cancelled_at_any_point_leave_counters_exact(store: GroupStore) -> None:
+    # A worker stopped or a command abandoned half-way: whatever each command did, it
+    # did completely or not at all.
+    group = await make(store, others=("bob",), description=None)
+    newcomers = [f"c{i}" for i in range(len(CANCEL_POINTS))]
+    for uid, point in zip(newcomers, CANCEL_POINTS, strict=True):
+        role = ADMIN if uid.endswith(("0", "3", "6", "9")) else MEMBER
+        await cancelled_at(point, store.add_member(group.id, "alice", member(uid, role)))
+    await settle(store, group.id)
+    for uid, point in zip(newcomers, reversed(CANCEL_POINTS), strict=True):
+        await cancelled_at(point, store.remove_member(group.id, "alice", uid))
+    ids = await settle(store, group.id)
+    # Take out whatever the cancelled removals left: admin_count must still be exact,
+    # so alice is the last admin again and may not step down.
+    for uid in set(ids) - {"alice", "bob"}:
+        await store.remove_member(group.id, "alice", uid)
+    assert sorted(await settle(store, group.id)) == ["alice", "bob"]
+    with refused(ErrorCode.CONFLICT):
+        await store.set_role(group.id, "alice", "alice", MEMBER)
