@@ -33,3 +33,12 @@ async def two_stores(
         request, tmp_path, lambda d: SqliteGroupStore(d / "groups.sqlite3"), MongoGroupStore
     ) as opened:
         yield opened
+
+
+@pytest_asyncio.fixture(params=["mongo"])
+async def mongo_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[GroupStore]:
+    """The MongoDB store only (for failures only MongoDB can inject), or the skip."""
+    async with contract_store(
+        request, tmp_path, lambda d: SqliteGroupStore(d / "groups.sqlite3"), MongoGroupStore
+    ) as opened:
+        yield opened

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pymongo.errors import PyMongoError
 
 from chat_contracts import DomainError, ErrorCode, limits
 from chat_contracts.client import Role
 from chat_groups import domain
 from chat_groups.domain import ADMIN, MEMBER, Access, GroupRecord, Member, Removal
 from chat_groups.store import GroupStore
+from chat_runtime.mongo import APP_NAME, ServerCode, unavailable
+from chat_testkit.mongo import fail_point
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 _seq = itertools.count()
@@ -471,3 +475,53 @@ async def test_commands_cancelled_at_any_point_leave_counters_exact(store: Group
     assert sorted(await settle(store, group.id)) == ["alice", "bob"]
     with refused(ErrorCode.CONFLICT):
         await store.set_role(group.id, "alice", "alice", MEMBER)
+
+
+# --- MongoDB only: failures injected by the server (`failCommand`) mid-transaction ----
+
+#: The gateway's default ack deadline (CHAT_ACK_TIMEOUT_MS).
+ACK_DEADLINE_S = 5.0
+
+
+async def test_a_connection_lost_mid_transaction_runs_it_again_once(
+    mongo_store: GroupStore, mongodb_url: str
+) -> None:
+    group = await make(mongo_store)
+    # The counters' update loses its connection after the membership was inserted:
+    # pymongo labels that TransientTransactionError and runs the whole transaction again.
+    lost = {"failCommands": ["findAndModify"], "closeConnection": True, "appName": APP_NAME}
+    async with fail_point(mongodb_url, {"times": 1}, lost):
+        after = await mongo_store.add_member(group.id, "alice", member("dave", ADMIN))
+    assert after.group is not None
+    assert after.group.member_count == 4
+    ids = await settle(mongo_store, group.id)
+    assert sorted(ids) == ["alice", "bob", "carol", "dave"]
+    # admin_count counted dave once: alice and dave may not both step down.
+    outcomes = await asyncio.gather(
+        mongo_store.set_role(group.id, "alice", "alice", MEMBER),
+        mongo_store.set_role(group.id, "dave", "dave", MEMBER),
+        return_exceptions=True,
+    )
+    assert Counter(outcome_codes(outcomes)) == Counter([None, ErrorCode.CONFLICT])
+
+
+async def test_a_transaction_that_keeps_failing_changes_nothing_and_is_a_retry(
+    mongo_store: GroupStore, mongodb_url: str
+) -> None:
+    group = await make(mongo_store)
+    conflict = {
+        "failCommands": ["findAndModify"],
+        "errorCode": ServerCode.WRITE_CONFLICT,
+        "errorLabels": ["TransientTransactionError"],
+        "appName": APP_NAME,
+    }
+    started = time.monotonic()
+    async with fail_point(mongodb_url, "alwaysOn", conflict):
+        with pytest.raises(PyMongoError) as caught:
+            await mongo_store.add_member(group.id, "alice", member("dave"))
+    assert time.monotonic() - started < ACK_DEADLINE_S
+    refusal = unavailable(caught.value)
+    assert refusal is not None
+    assert refusal.code is ErrorCode.UNAVAILABLE
+    assert (await mongo_store.access(group.id, "dave")).role is None
+    assert sorted(await settle(mongo_store, group.id)) == ["alice", "bob", "carol"]

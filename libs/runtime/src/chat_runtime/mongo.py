@@ -52,6 +52,9 @@ SOCKET_TIMEOUT_MS = 4_000
 #: 500 ms), by which the client has usually found the new primary.
 RETRY_AFTER_MS = 1_000
 
+#: The client's name in the server's logs, `currentOp` and fail-point filters.
+APP_NAME = "chat"
+
 #: Error labels the server or pymongo put on an error that a retry may cure.
 RETRY_LABELS = (
     "RetryableWriteError",
@@ -101,7 +104,7 @@ def connect_mongo(
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         url,
         tz_aware=True,
-        appname="chat",
+        appname=APP_NAME,
         retryWrites=True,
         serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
         connectTimeoutMS=CONNECT_TIMEOUT_MS,
@@ -207,6 +210,7 @@ def unavailable(exc: BaseException) -> RetryableError | None:
 
 
 __all__ = [
+    "APP_NAME",
     "COMMAND_BUDGET_S",
     "Document",
     "MongoSetupError",

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from pymongo.errors import OperationFailure
+
+from chat_runtime.mongo import connect_mongo
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -49,7 +52,10 @@ def mongo_url() -> Iterator[str]:
 
     # No root user: the image's MONGO_INITDB_ROOT_* would turn on authentication, and
     # a replica set with authentication needs a key file.
-    container = DockerContainer(IMAGE).with_command(f"--replSet {REPLICA_SET} --bind_ip_all")
+    # enableTestCommands: `configureFailPoint`, for the tests that inject failures.
+    container = DockerContainer(IMAGE).with_command(
+        f"--replSet {REPLICA_SET} --bind_ip_all --setParameter enableTestCommands=1"
+    )
     with container.with_exposed_ports(PORT):
         _initiate(container)
         host = container.get_container_host_ip()
@@ -89,6 +95,42 @@ def _initiate(container: DockerContainer) -> None:
             output = result.output.decode(errors="replace")
             raise RuntimeError(f"MongoDB replica set did not start: {output}")
         time.sleep(0.25)
+
+
+#: Server error code of a command the server does not have (test commands disabled).
+COMMAND_NOT_FOUND = 59
+FAIL_POINT_SKIP = (
+    "MongoDB: configureFailPoint is disabled on this server"
+    " (start mongod with --setParameter enableTestCommands=1)"
+)
+
+
+@asynccontextmanager
+async def fail_point(
+    url: str, mode: str | dict[str, int], data: dict[str, Any]
+) -> AsyncIterator[None]:
+    """MongoDB's own failure injection (`failCommand`) for the block, then off again.
+
+    `data` as the server takes it, e.g. `{"failCommands": ["findAndModify"],
+    "closeConnection": True, "appName": "chat"}`. Skips the test with the reason when
+    the server has test commands disabled (a `CHAT_MONGODB_URL` of production make).
+    """
+    client, _ = connect_mongo(url, "admin")
+    try:
+        try:
+            await client.admin.command(
+                {"configureFailPoint": "failCommand", "mode": mode, "data": data}
+            )
+        except OperationFailure as exc:
+            if exc.code == COMMAND_NOT_FOUND:
+                pytest.skip(FAIL_POINT_SKIP)
+            raise
+        try:
+            yield
+        finally:
+            await client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    finally:
+        await client.close()
 
 
 def unique_db_name(prefix: str = "chat_test") -> str:
