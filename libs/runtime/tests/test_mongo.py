@@ -7,7 +7,10 @@ server reply; the dead-server cases use a real client against a port nobody list
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import msgspec
@@ -223,3 +226,34 @@ async def test_a_transient_failure_in_a_handler_is_a_retry_not_internal() -> Non
     reply = await router.dispatch("bug", body)
     assert (reply.status, reply.code) == ("error", "INTERNAL")
     assert msgspec.to_builtins(reply)["error"] == "internal error"
+
+
+#: A worker whose store is MongoDB (the factories are never reached when it is refused).
+WORKER = """
+from contextlib import asynccontextmanager
+from chat_runtime.service import main, opened_store
+from chat_runtime.settings import BaseSettings
+from chat_runtime.worker import Router
+
+@asynccontextmanager
+async def build(settings, bus):
+    async with opened_store(settings, "demo.sqlite3", print, print):
+        yield Router("demo")
+
+main("demo", BaseSettings, build)
+"""
+
+
+def test_a_worker_refuses_an_unusable_mongodb_at_start(nats_url: str, dead_url: str) -> None:
+    env = {
+        **os.environ,
+        "CHAT_NATS_URL": nats_url,
+        "CHAT_STORE": "mongo",
+        "CHAT_MONGODB_URL": dead_url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("configuration error: MongoDB did not answer `hello`"), done.stderr
