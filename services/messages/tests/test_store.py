@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
 import pytest_asyncio
+from pymongo.errors import PyMongoError
 
 from chat_contracts import DomainError, ErrorCode
 from chat_messages import domain
@@ -26,9 +29,13 @@ from chat_messages.rules import Rules, SearchCursor
 from chat_messages.store import Appended, MessageStore
 from chat_messages.store.mongo import MongoMessageStore
 from chat_messages.store.sqlite import SqliteMessageStore
-from chat_testkit.stores import contract_store
+from chat_runtime.mongo import APP_NAME, ServerCode, unavailable
+from chat_testkit.mongo import fail_point
+from chat_testkit.stores import contract_store, contract_stores
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123_000, tzinfo=UTC)
+#: The gateway's default ack deadline (CHAT_ACK_TIMEOUT_MS).
+ACK_DEADLINE_S = 5.0
 _counter = itertools.count()
 
 
@@ -306,23 +313,162 @@ async def test_sender_watermark_moves_with_each_send(store: MessageStore) -> Non
     assert await store.advance_reads("amy", {"g_1": 1}) == {"g_1": 2}
 
 
-async def test_sqlite_file_shared_by_two_stores(tmp_path: Path) -> None:
-    """Two worker processes on one file: the write lock keeps seqs unique and gapless."""
-    path = tmp_path / "shared.sqlite3"
-    first, second = SqliteMessageStore(path), SqliteMessageStore(path)
-    await first.open()
-    await second.open()
-    try:
-        results = await asyncio.gather(
-            *(send(s, G1) for s in [first, second] * 15),
-            *(send(s, peer("amy", "bob")) for s in [first, second] * 3),
-        )
-        group_seqs = sorted(r.message.seq for r in results if r.message.chat_id == "g_1")
-        assert group_seqs == list(range(1, 31))
-        assert len(await first.conversation_ids("amy")) == 1
-    finally:
-        await first.close()
-        await second.close()
+# --- no gaps: lost races, cancelled sends, two workers, injected failures ------------
+
+
+@pytest_asyncio.fixture(params=["sqlite", "mongo"])
+async def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[MessageStore, ...]]:
+    """Two opened store instances on one empty database, like two messages workers."""
+    async with contract_stores(
+        request, tmp_path, lambda d: SqliteMessageStore(d / "messages.sqlite3"), MongoMessageStore
+    ) as opened:
+        yield opened
+
+
+@pytest_asyncio.fixture(params=["mongo"])
+async def mongo_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[MessageStore]:
+    """The MongoDB store only (for failures only MongoDB can inject), or the skip."""
+    async with contract_store(
+        request, tmp_path, lambda d: SqliteMessageStore(d / "messages.sqlite3"), MongoMessageStore
+    ) as opened:
+        yield opened
+
+
+async def assert_gapless(store: MessageStore, target: Target, viewer: str = "amy") -> int:
+    """The chat's messages have seqs 1..n and its counters promise exactly n; returns n."""
+    page = await store.history(target, viewer, before_seq=None, limit=1_000)
+    seqs = sorted(m.seq for m in page.messages)
+    assert seqs == list(range(1, len(seqs) + 1))
+    chat_id = await store.chat_of(target, viewer)
+    assert chat_id is not None
+    mine = [c for c in await store.chat_counters(viewer, [chat_id]) if c.chat_id == chat_id]
+    assert [c.last_seq for c in mine] == [len(seqs)]
+    return len(seqs)
+
+
+async def test_after_concurrent_duplicates_the_next_send_gets_seq_2(store: MessageStore) -> None:
+    results = await asyncio.gather(*(send(store, G1, client_id="dup") for _ in range(5)))
+    assert {r.message.seq for r in results} == {1}
+    (counters,) = await store.chat_counters("amy", ["g_1"])
+    assert (counters.last_seq, counters.last_rev) == (1, 1)
+    following = await send(store, G1)
+    assert (following.message.seq, following.message.rev) == (2, 2)
+
+
+async def test_concurrent_first_dm_duplicates_announce_the_dm_once(store: MessageStore) -> None:
+    pair = peer("amy", "bob")
+    results = await asyncio.gather(*(send(store, pair, client_id="hi") for _ in range(4)))
+    assert sum(r.dm_created for r in results) == 1
+    assert {r.message.seq for r in results} == {1}
+    assert (await send(store, peer("bob", "amy"), "bob")).message.seq == 2
+
+
+#: Where a send is cancelled: after 0-5 event-loop turns (SQLite: before or after its
+#: job reached the database thread), then after 0.5-32 ms of wall time (MongoDB: between
+#: the round trips of one send).
+CANCEL_POINTS = [*((turns, 0.0) for turns in range(6)), *((0, 0.0005 * 2**j) for j in range(7))]
+
+
+async def cancelled_at(point: tuple[int, float], command: Awaitable[object]) -> None:
+    """Run `command`, cancel it at `point`, and wait until it has stopped."""
+    task = asyncio.ensure_future(command)
+    turns, seconds = point
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if seconds:
+        await asyncio.sleep(seconds)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_send_cancelled_at_any_point_leaves_no_gap(store: MessageStore) -> None:
+    # A worker stopped or a send abandoned between its steps: the seq it took is used
+    # by its message or was never taken.
+    for i, point in enumerate(CANCEL_POINTS):
+        await cancelled_at(point, send(store, G1, client_id=f"g{i}"))
+        await cancelled_at(point, send(store, peer("amy", f"u{i}"), client_id=f"d{i}"))
+    # One more send runs after everything still queued (SQLite's database thread).
+    last = await send(store, G1)
+    assert last.message.seq == await assert_gapless(store, G1)
+    for i in range(len(CANCEL_POINTS)):
+        dm = await send(store, peer(f"u{i}", "amy"), f"u{i}")
+        # A DM exists only with its first message, which announced it.
+        assert dm.dm_created == (dm.message.seq == 1)
+        await assert_gapless(store, peer("amy", f"u{i}"))
+
+
+async def test_two_workers_on_one_database(two_stores: tuple[MessageStore, ...]) -> None:
+    one, two = two_stores
+    results = await asyncio.gather(
+        *(send(s, G1, f"user{i % 3}") for i, s in enumerate([one, two] * 10)),
+        *(send(s, G1, client_id="dup") for s in [one, two] * 3),
+        *(send(s, peer("amy", "bob")) for s in [one, two] * 3),
+    )
+    group = [r for r in results if r.message.chat_id == "g_1"]
+    assert len({r.message.id for r in group}) == 21
+    assert sum(not r.duplicate for r in group if r.message.client_message_id == "dup") == 1
+    assert sum(r.dm_created for r in results) == 1
+    for store in (one, two):
+        assert await assert_gapless(store, G1) == 21
+        assert await assert_gapless(store, peer("amy", "bob")) == 6
+        assert len(await store.conversation_ids("amy")) == 1
+    assert (await send(two, G1)).message.seq == 22
+
+
+async def test_concurrent_reactions_at_the_limit_stay_within_it(store: MessageStore) -> None:
+    message = (await send(store, G1)).message
+    small = Rules(max_reaction_emojis=3)
+    await store.add_reaction(message.id, "amy", "👍", now=LATER, rules=small)
+    await store.add_reaction(message.id, "amy", "🎉", now=LATER, rules=small)
+    outcomes = await asyncio.gather(
+        *(
+            store.add_reaction(message.id, f"u{i}", emoji, now=LATER, rules=small)
+            for i, emoji in enumerate(["😀", "😁", "😂", "🤣"])
+        ),
+        return_exceptions=True,
+    )
+    refused = [o for o in outcomes if isinstance(o, DomainError)]
+    assert [r.code for r in refused] == [ErrorCode.LIMIT_EXCEEDED] * 3
+    rows = (await store.page_of([message.id])).reactions[message.id]
+    assert len({r.emoji for r in rows}) == 3
+    (counters,) = await store.chat_counters("amy", ["g_1"])
+    assert counters.last_rev == 1 + 3
+
+
+async def test_an_insert_that_loses_its_connection_is_run_again_without_a_gap(
+    mongo_store: MessageStore, mongodb_url: str
+) -> None:
+    await send(mongo_store, G1)
+    lost = {"failCommands": ["insert"], "closeConnection": True, "appName": APP_NAME}
+    async with fail_point(mongodb_url, {"times": 1}, lost):
+        sent = await send(mongo_store, G1)
+    assert (sent.message.seq, sent.message.rev) == (2, 2)
+    assert await assert_gapless(mongo_store, G1) == 2
+
+
+async def test_a_send_that_keeps_failing_takes_no_seq_and_is_a_retry(
+    mongo_store: MessageStore, mongodb_url: str
+) -> None:
+    await send(mongo_store, G1)
+    conflict = {
+        "failCommands": ["insert"],
+        "errorCode": int(ServerCode.WRITE_CONFLICT),
+        "errorLabels": ["TransientTransactionError"],
+        "appName": APP_NAME,
+    }
+    started = time.monotonic()
+    async with fail_point(mongodb_url, "alwaysOn", conflict):
+        with pytest.raises(PyMongoError) as caught:
+            await send(mongo_store, G1)
+    assert time.monotonic() - started < ACK_DEADLINE_S
+    assert unavailable(caught.value) is not None
+    assert await assert_gapless(mongo_store, G1) == 1
+    assert (await send(mongo_store, G1)).message.seq == 2
 
 
 # --- change revisions and the message lifecycle -------------------------------------

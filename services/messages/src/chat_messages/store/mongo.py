@@ -7,26 +7,27 @@ and `rev` counters, `_id` = chat id), `messages` (unique (chat_id, seq), unique
 (delete for me, unique (user_id, message_id)), `mutes` (unique (user_id, chat_id)) and
 `reads` (one watermark per (user_id, chat_id)).
 
-No multi-document transactions (a standalone server has none): each step is one
-atomic single-document operation, ordered so that a failure leaves nothing a client
-could see half-done. The price: a counter is taken before the write it numbers, so
-two concurrent changes to one chat may become visible out of order for the few
-milliseconds between the two steps, and a crash or a lost race leaves a number unused.
-Clients detect both by seq/rev and `sync` fills them. A message's `rev` only moves
-forward (`$max`). Reaction aggregates are always exact (they are counted from the
-unique reaction documents); the 50-emoji and 20-per-user limits are checked before
-the insert, so two concurrent adds at the limit may pass it by one.
+Every command that writes is one multi-document transaction (a replica set is
+required; `chat_runtime.mongo.in_transaction`): a new message's DM find-or-create,
+`seq` and `rev`, insert and the sender's watermark commit together or not at all, and
+so does every change that takes a `rev` (edit, delete, hide, reactions, pins) with the
+change itself. Each of them writes the chat's counter document (`_take`), so two in
+one chat conflict and pymongo runs the loser again on the new state: `seq` and `rev`
+have no gaps and become visible in order, a lost `clientMessageId` race burns no
+number, and `lastSeq`/`lastRev` (the counters) are always those of stored messages.
+The rules that read stored data (the reaction and pin limits, the edit window) are
+judged on the transaction's snapshot, so concurrent adds cannot pass a limit. Unread
+counts are one aggregate per `sync`; every page is limited by the server.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from chat_messages import domain
 from chat_messages import rules as policy
@@ -49,6 +50,7 @@ from chat_messages.store.mongo_base import (
     message_doc,
     mongo_conversation,
     mongo_message,
+    stored,
 )
 from chat_runtime.mongo import Document
 
@@ -61,70 +63,54 @@ class MongoMessageStore(MongoCollections):
     async def append(
         self, target: Target, draft: MessageDraft, *, new_conversation_id: str
     ) -> Appended:
-        """See `MessageStore.append`."""
-        first = await self._by_client_id(draft.sender_id, draft.client_message_id)
-        if first is not None:
-            return await self._duplicate(first)
+        """See `MessageStore.append`: one transaction."""
 
-        # Resolve without creating anything, check the quoted message, and only then
-        # create a missing DM: a refused send must not leave an empty conversation.
-        conversation: Conversation | None = None
-        existing_chat: str | None
-        if isinstance(target, GroupTarget):
-            existing_chat = target.group_id
-        elif isinstance(target, ConversationTarget):
-            found = await self._conversation(target.conversation_id)
-            conversation = domain.require_participant(found, draft.sender_id)
-            existing_chat = conversation.id
-        else:
-            conversation = await self._find_dm(target)
-            existing_chat = conversation.id if conversation is not None else None
-        reply_to = None
-        if draft.reply_to_id is not None:
-            # A DM that does not exist yet has nothing to quote: NOT_FOUND.
-            original = await self._message(draft.reply_to_id) if existing_chat else None
-            reply_to = domain.require_reply_target(original, existing_chat or "")
-        created = False
-        if isinstance(target, PeerTarget) and conversation is None:
-            conversation, created = await self._create_dm(target, new_conversation_id, draft)
-        chat_id = conversation.id if conversation is not None else existing_chat
-        if chat_id is None:
-            raise RuntimeError("unreachable: only a DM pair resolves to no chat, created above")
+        async def work(session: AsyncClientSession) -> Appended:
+            first = await self._by_client_id(draft.sender_id, draft.client_message_id, session)
+            if first is not None:
+                return await self._duplicate(first, session)
+            conversation: Conversation | None = None
+            existing_chat: str | None
+            if isinstance(target, GroupTarget):
+                existing_chat = target.group_id
+            elif isinstance(target, ConversationTarget):
+                found = await self._conversation(target.conversation_id, session)
+                conversation = domain.require_participant(found, draft.sender_id)
+                existing_chat = conversation.id
+            else:
+                conversation = await self._find_dm(target, session)
+                existing_chat = conversation.id if conversation is not None else None
+            reply_to = None
+            if draft.reply_to_id is not None:
+                # A DM that does not exist yet has nothing to quote: NOT_FOUND.
+                original = (
+                    await self._message(draft.reply_to_id, session) if existing_chat else None
+                )
+                reply_to = domain.require_reply_target(original, existing_chat or "")
+            created = isinstance(target, PeerTarget) and conversation is None
+            if isinstance(target, PeerTarget) and conversation is None:
+                conversation = await self._create_dm(session, target, new_conversation_id, draft)
+            chat_id = conversation.id if conversation is not None else existing_chat
+            if chat_id is None:
+                raise RuntimeError("unreachable: only a DM pair resolves to no chat")
+            seq, rev = await self._take(session, chat_id, seq=True)
+            message = draft.stored(chat_id, seq, rev)
+            await self._messages.insert_one(message_doc(message), session=session)
+            await self._reads.update_one(
+                {"user_id": draft.sender_id, "chat_id": chat_id},
+                {"$max": {"last_read_seq": message.seq}},
+                upsert=True,
+                session=session,
+            )
+            return Appended(
+                message=message,
+                reply_to=reply_to,
+                duplicate=False,
+                conversation=conversation,
+                dm_created=created,
+            )
 
-        counter = await self._chats.find_one_and_update(
-            {"_id": chat_id},
-            {"$inc": {"last_seq": 1, "last_rev": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        if counter is None:
-            raise RuntimeError("seq upsert returned no document")
-        message = draft.stored(chat_id, int(counter["last_seq"]), int(counter["last_rev"]))
-        try:
-            await self._messages.insert_one(message_doc(message))
-        except DuplicateKeyError:
-            # A concurrent send with the same clientMessageId won the race after our
-            # look-up. Its message is the answer; the seq we took stays unused, a gap
-            # clients tolerate (they detect gaps by seq and `sync` finds nothing there).
-            first = await self._by_client_id(draft.sender_id, draft.client_message_id)
-            if first is None:
-                raise
-            return await self._duplicate(first)
-        await self._reads.update_one(
-            {"user_id": draft.sender_id, "chat_id": chat_id},
-            {"$max": {"last_read_seq": message.seq}},
-            upsert=True,
-        )
-        # A process that died between creating the DM and inserting its first message
-        # left a DM nobody announced; the DM's first message announces it instead.
-        announce = created or (conversation is not None and message.seq == 1)
-        return Appended(
-            message=message,
-            reply_to=reply_to,
-            duplicate=False,
-            conversation=conversation,
-            dm_created=announce,
-        )
+        return await self._transaction(work)
 
     # --- reads ----------------------------------------------------------------------
 
@@ -142,7 +128,7 @@ class MongoMessageStore(MongoCollections):
         if hidden:
             query["_id"] = {"$nin": hidden}
         # One document past `limit` tells whether an older page exists.
-        docs = await self._messages.find(query).sort("seq", DESCENDING).to_list(limit + 1)
+        docs = await self._messages.find(query).sort("seq", DESCENDING).limit(limit + 1).to_list()
         messages = [mongo_message(d) for d in docs[:limit]]
         return await self._page(messages, has_more=len(docs) > limit)
 
@@ -174,25 +160,17 @@ class MongoMessageStore(MongoCollections):
             async for d in self._mutes.find({"user_id": user_id, "chat_id": {"$in": chat_ids}})
         }
 
-        async def unread(chat_id: str) -> int:
-            watermark = marks.get(chat_id, 0)
-            if last.get(chat_id, (0, 0))[0] <= watermark:
-                return 0
-            return await self._messages.count_documents(
-                {"chat_id": chat_id, "seq": {"$gt": watermark}, "sender_id": {"$ne": user_id}}
-            )
-
-        counts = await asyncio.gather(*(unread(c) for c in chat_ids))
+        unread = await self._unread(user_id, last, marks)
         return [
             ChatCounters(
                 chat_id=c,
                 last_seq=last.get(c, (0, 0))[0],
                 last_rev=last.get(c, (0, 0))[1],
-                unread=n,
+                unread=unread.get(c, 0),
                 muted=c in mutes,
                 muted_until=mutes.get(c),
             )
-            for c, n in zip(chat_ids, counts, strict=True)
+            for c in chat_ids
         ]
 
     async def messages_after(
@@ -203,7 +181,7 @@ class MongoMessageStore(MongoCollections):
         hidden = await self._hidden_ids(viewer_id, chat_id)
         if hidden:
             query["_id"] = {"$nin": hidden}
-        docs = await self._messages.find(query).sort("seq", ASCENDING).to_list(limit)
+        docs = await self._messages.find(query).sort("seq", ASCENDING).limit(limit).to_list()
         return await self._page([mongo_message(d) for d in docs])
 
     async def changed_since(
@@ -218,13 +196,14 @@ class MongoMessageStore(MongoCollections):
         hidden_ids = await self._hidden_ids(viewer_id, chat_id)
         if hidden_ids:
             query["_id"] = {"$nin": hidden_ids}
-        docs = await self._messages.find(query).sort("rev", ASCENDING).to_list(limit + 1)
+        docs = await self._messages.find(query).sort("rev", ASCENDING).limit(limit + 1).to_list()
         hides = (
             await self._hidden.find(
                 {"user_id": viewer_id, "chat_id": chat_id, "rev": {"$gt": after_rev}}
             )
             .sort("rev", ASCENDING)
-            .to_list(limit)
+            .limit(limit)
+            .to_list()
         )
         originals = {
             d["_id"]: mongo_message(d)
@@ -292,29 +271,32 @@ class MongoMessageStore(MongoCollections):
     async def edit(
         self, message_id: str, editor_id: str, content: str, *, now: datetime, rules: Rules
     ) -> Changed:
-        """See `MessageStore.edit`."""
-        message = await self._require(message_id)
-        if message.content == content and not message.is_deleted:
-            return Changed(message=message, changed=False)
-        policy.check_edit(message, editor_id, now, rules)
-        rev = await self._next_rev(message.chat_id)
-        # Conditional on the content we checked: a concurrent edit or delete in between
-        # makes this match nothing, and the command is answered from the new state.
-        updated = await self._messages.find_one_and_update(
-            {"_id": message_id, "content": message.content, "deleted_at": None},
-            {"$set": {"content": content, "edited_at": now}, "$max": {"rev": rev}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if updated is None:
-            return await self.edit(message_id, editor_id, content, now=now, rules=rules)
-        await self._edits.insert_one(
-            {
-                "message_id": message_id,
-                "content": message.content or "",
-                "written_at": message.edited_at or message.created_at,
-            }
-        )
-        return Changed(message=mongo_message(updated), changed=True)
+        """See `MessageStore.edit`: the check, the rev, the change and the kept
+        version in one transaction."""
+
+        async def work(session: AsyncClientSession) -> Changed:
+            message = await self._require(message_id, session)
+            if message.content == content and not message.is_deleted:
+                return Changed(message=message, changed=False)
+            policy.check_edit(message, editor_id, now, rules)
+            _, rev = await self._take(session, message.chat_id)
+            updated = await self._messages.find_one_and_update(
+                {"_id": message_id},
+                {"$set": {"content": content, "edited_at": now, "rev": rev}},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            await self._edits.insert_one(
+                {
+                    "message_id": message_id,
+                    "content": message.content or "",
+                    "written_at": message.edited_at or message.created_at,
+                },
+                session=session,
+            )
+            return Changed(message=stored(updated), changed=True)
+
+        return await self._transaction(work)
 
     async def edits(self, message_id: str) -> list[EditVersion]:
         """See `MessageStore.edits`."""
@@ -328,115 +310,118 @@ class MongoMessageStore(MongoCollections):
     async def delete_for_everyone(
         self, message_id: str, actor_id: str, *, is_admin: bool, now: datetime, rules: Rules
     ) -> Changed:
-        """See `MessageStore.delete_for_everyone`."""
-        message = await self._require(message_id)
-        if message.is_deleted:
-            return Changed(message=message, changed=False)
-        policy.check_delete(message, actor_id, is_admin=is_admin, now=now, rules=rules)
-        rev = await self._next_rev(message.chat_id)
-        updated = await self._messages.find_one_and_update(
-            {"_id": message_id, "deleted_at": None},
-            {
-                "$set": {
-                    "content": None,
-                    "media_url": None,
-                    "deleted_at": now,
-                    "pinned_at": None,
-                    "pinned_by": None,
-                },
-                "$max": {"rev": rev},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
-        if updated is None:
-            return Changed(message=await self._require(message_id), changed=False)
-        await self._reactions.delete_many({"message_id": message_id})
-        await self._edits.delete_many({"message_id": message_id})
-        return Changed(
-            message=mongo_message(updated),
-            changed=True,
-            was_pinned=message.pinned_at is not None,
-        )
+        """See `MessageStore.delete_for_everyone`: one transaction."""
+
+        async def work(session: AsyncClientSession) -> Changed:
+            message = await self._require(message_id, session)
+            if message.is_deleted:
+                return Changed(message=message, changed=False)
+            policy.check_delete(message, actor_id, is_admin=is_admin, now=now, rules=rules)
+            _, rev = await self._take(session, message.chat_id)
+            tombstone = {
+                "content": None,
+                "media_url": None,
+                "deleted_at": now,
+                "pinned_at": None,
+                "pinned_by": None,
+                "rev": rev,
+            }
+            updated = await self._messages.find_one_and_update(
+                {"_id": message_id},
+                {"$set": tombstone},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            await self._reactions.delete_many({"message_id": message_id}, session=session)
+            await self._edits.delete_many({"message_id": message_id}, session=session)
+            return Changed(
+                message=stored(updated), changed=True, was_pinned=message.pinned_at is not None
+            )
+
+        return await self._transaction(work)
 
     async def hide(self, message_id: str, user_id: str, *, now: datetime) -> Changed:
-        """See `MessageStore.hide`."""
-        message = await self._require(message_id)
-        if await self._hidden.find_one({"user_id": user_id, "message_id": message_id}):
-            return Changed(message=message, changed=False)
-        rev = await self._next_rev(message.chat_id)
-        try:
+        """See `MessageStore.hide`: the hide and its rev in one transaction."""
+
+        async def work(session: AsyncClientSession) -> Changed:
+            message = await self._require(message_id, session)
+            mine = {"user_id": user_id, "message_id": message_id}
+            if await self._hidden.find_one(mine, session=session) is not None:
+                return Changed(message=message, changed=False)
+            _, rev = await self._take(session, message.chat_id)
             await self._hidden.insert_one(
-                {
-                    "user_id": user_id,
-                    "message_id": message_id,
-                    "chat_id": message.chat_id,
-                    "rev": rev,
-                    "hidden_at": now,
-                }
+                {**mine, "chat_id": message.chat_id, "rev": rev, "hidden_at": now},
+                session=session,
             )
-        except DuplicateKeyError:
-            return Changed(message=message, changed=False)
-        return Changed(message=message, changed=True)
+            return Changed(message=message, changed=True)
+
+        return await self._transaction(work)
 
     async def add_reaction(
         self, message_id: str, user_id: str, emoji: str, *, now: datetime, rules: Rules
     ) -> Changed:
-        """See `MessageStore.add_reaction`."""
-        message = await self._require(message_id)
-        policy.require_alive(message)
-        existing = (await self._reaction_rows([message_id])).get(message_id, [])
-        if ReactionRow(emoji, user_id) in existing:
-            return Changed(message=message, changed=False, reactions=existing)
-        policy.check_reaction_limits(existing, user_id, emoji, rules)
-        try:
+        """See `MessageStore.add_reaction`: the limits judged on the reactions this
+        transaction reads; the message's rev write makes concurrent adds conflict."""
+
+        async def work(session: AsyncClientSession) -> Changed:
+            message = await self._require(message_id, session)
+            policy.require_alive(message)
+            existing = (await self._reaction_rows([message_id], session)).get(message_id, [])
+            if ReactionRow(emoji, user_id) in existing:
+                return Changed(message=message, changed=False, reactions=existing)
+            policy.check_reaction_limits(existing, user_id, emoji, rules)
             await self._reactions.insert_one(
-                {"message_id": message_id, "user_id": user_id, "emoji": emoji, "created_at": now}
+                {"message_id": message_id, "user_id": user_id, "emoji": emoji, "created_at": now},
+                session=session,
             )
-        except DuplicateKeyError:
-            # The same user's concurrent add won: a no-op, like adding twice.
-            rows = (await self._reaction_rows([message_id])).get(message_id, [])
-            return Changed(message=message, changed=False, reactions=rows)
-        touched = await self._touch(message)
-        rows = (await self._reaction_rows([message_id])).get(message_id, [])
-        return Changed(message=touched, changed=True, reactions=rows)
+            touched = await self._touch(session, message)
+            rows = (await self._reaction_rows([message_id], session)).get(message_id, [])
+            return Changed(message=touched, changed=True, reactions=rows)
+
+        return await self._transaction(work)
 
     async def remove_reaction(self, message_id: str, user_id: str, emoji: str) -> Changed:
-        """See `MessageStore.remove_reaction`."""
-        message = await self._require(message_id)
-        result = await self._reactions.delete_one(
-            {"message_id": message_id, "user_id": user_id, "emoji": emoji}
-        )
-        if result.deleted_count:
-            message = await self._touch(message)
-        rows = (await self._reaction_rows([message_id])).get(message_id, [])
-        return Changed(message=message, changed=bool(result.deleted_count), reactions=rows)
+        """See `MessageStore.remove_reaction`: one transaction."""
+
+        async def work(session: AsyncClientSession) -> Changed:
+            message = await self._require(message_id, session)
+            result = await self._reactions.delete_one(
+                {"message_id": message_id, "user_id": user_id, "emoji": emoji}, session=session
+            )
+            if result.deleted_count:
+                message = await self._touch(session, message)
+            rows = (await self._reaction_rows([message_id], session)).get(message_id, [])
+            return Changed(message=message, changed=bool(result.deleted_count), reactions=rows)
+
+        return await self._transaction(work)
 
     async def set_pin(
         self, message_id: str, actor_id: str, *, pinned: bool, now: datetime, rules: Rules
     ) -> Changed:
-        """See `MessageStore.set_pin`."""
-        message = await self._require(message_id)
-        if (message.pinned_at is not None) == pinned:
-            return Changed(message=message, changed=False)
-        if pinned:
-            policy.require_alive(message)
-            count = await self._messages.count_documents(
-                {"chat_id": message.chat_id, "pinned_at": {"$type": "date"}}
+        """See `MessageStore.set_pin`: the count, the rev and the pin in one transaction
+        (the chat's counter write makes two pins at the limit conflict)."""
+
+        async def work(session: AsyncClientSession) -> Changed:
+            message = await self._require(message_id, session)
+            if (message.pinned_at is not None) == pinned:
+                return Changed(message=message, changed=False)
+            if pinned:
+                policy.require_alive(message)
+                count = await self._messages.count_documents(
+                    {"chat_id": message.chat_id, "pinned_at": {"$type": "date"}}, session=session
+                )
+                policy.check_pin_count(count, rules)
+            _, rev = await self._take(session, message.chat_id)
+            at, by = (now, actor_id) if pinned else (None, None)
+            updated = await self._messages.find_one_and_update(
+                {"_id": message_id},
+                {"$set": {"pinned_at": at, "pinned_by": by, "rev": rev}},
+                return_document=ReturnDocument.AFTER,
+                session=session,
             )
-            policy.check_pin_count(count, rules)
-        rev = await self._next_rev(message.chat_id)
-        at, by = (now, actor_id) if pinned else (None, None)
-        condition: Document = (
-            {"pinned_at": None, "deleted_at": None} if pinned else {"pinned_at": {"$ne": None}}
-        )
-        updated = await self._messages.find_one_and_update(
-            {"_id": message_id, **condition},
-            {"$set": {"pinned_at": at, "pinned_by": by}, "$max": {"rev": rev}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if updated is None:
-            return Changed(message=await self._require(message_id), changed=False)
-        return Changed(message=mongo_message(updated), changed=True)
+            return Changed(message=stored(updated), changed=True)
+
+        return await self._transaction(work)
 
     async def pins(self, chat_id: str) -> Page:
         """See `MessageStore.pins`."""
@@ -495,7 +480,8 @@ class MongoMessageStore(MongoCollections):
         docs = (
             await self._messages.find(query)
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-            .to_list(limit + 1)
+            .limit(limit + 1)
+            .to_list()
         )
         return await self._page(
             [mongo_message(d) for d in docs[:limit]], has_more=len(docs) > limit

@@ -1,15 +1,18 @@
 """The MongoDB messages store's collections, indexes and the steps its commands share.
 
 `MongoMessageStore` (`store.mongo`) builds every command from these; see its module
-docstring for the atomicity rules.
+docstring for the atomicity rules. The steps take the command's transaction `session`
+(None outside a transaction: a read of its own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import msgspec
 from pymongo import ASCENDING, DESCENDING, TEXT, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from chat_contracts import DomainError, ErrorCode
@@ -23,7 +26,9 @@ from chat_messages.domain import (
     StoredMessage,
 )
 from chat_messages.store import Appended
-from chat_runtime.mongo import Document, connect_mongo
+from chat_runtime.mongo import Document, connect_mongo, in_transaction
+
+T = TypeVar("T")
 
 
 def mongo_message(doc: Document) -> StoredMessage:
@@ -31,6 +36,13 @@ def mongo_message(doc: Document) -> StoredMessage:
     fields = {k: v for k, v in doc.items() if k != "_id"}
     fields["id"] = doc["_id"]
     return msgspec.convert(fields, StoredMessage)
+
+
+def stored(doc: Document | None) -> StoredMessage:
+    """A message this transaction has just read and then updated."""
+    if doc is None:
+        raise RuntimeError("a message read in this transaction is gone")
+    return mongo_message(doc)
 
 
 def mongo_conversation(doc: Document) -> Conversation:
@@ -81,6 +93,10 @@ class MongoCollections:
             name="idempotency",
         )
         await self._messages.create_index([("chat_id", ASCENDING), ("rev", ASCENDING)], name="rev")
+        # Unread counts: each chat's range above a watermark, counted without a fetch.
+        await self._messages.create_index(
+            [("chat_id", ASCENDING), ("seq", ASCENDING), ("sender_id", ASCENDING)], name="unread"
+        )
         await self._messages.create_index(
             [("chat_id", ASCENDING), ("pinned_at", DESCENDING)],
             name="pins",
@@ -127,27 +143,70 @@ class MongoCollections:
 
     # --- helpers --------------------------------------------------------------------
 
-    async def _next_rev(self, chat_id: str) -> int:
+    async def _transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        """Run `work` as one transaction; once more when a unique index refused a
+        document that a concurrent transaction committed after this one's snapshot (the
+        second run reads it: a duplicate, or a no-op)."""
+        try:
+            return await in_transaction(self._client, work)
+        except DuplicateKeyError:
+            return await in_transaction(self._client, work)
+
+    async def _take(
+        self, session: AsyncClientSession, chat_id: str, *, seq: bool = False
+    ) -> tuple[int, int]:
+        """The chat's next `seq` (for a new message; else the current one) and next
+        `rev`, in the caller's transaction. Every command that changes a chat writes this
+        document, so two of them conflict and MongoDB runs the loser again on the new
+        state: numbers are used in order and a rolled-back command burns none."""
         counter = await self._chats.find_one_and_update(
             {"_id": chat_id},
-            {"$inc": {"last_rev": 1}, "$setOnInsert": {"last_seq": 0}},
+            {"$inc": {"last_seq": 1 if seq else 0, "last_rev": 1}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
+            session=session,
         )
         if counter is None:
-            raise RuntimeError("rev upsert returned no document")
-        return int(counter["last_rev"])
+            raise RuntimeError("counter upsert returned no document")
+        return int(counter["last_seq"]), int(counter["last_rev"])
 
-    async def _touch(self, message: StoredMessage) -> StoredMessage:
-        rev = await self._next_rev(message.chat_id)
-        await self._messages.update_one({"_id": message.id}, {"$max": {"rev": rev}})
-        return msgspec.structs.replace(message, rev=max(rev, message.rev))
+    async def _touch(self, session: AsyncClientSession, message: StoredMessage) -> StoredMessage:
+        """Give `message` its chat's next `rev` (a change of its reactions)."""
+        _, rev = await self._take(session, message.chat_id)
+        await self._messages.update_one(
+            {"_id": message.id}, {"$set": {"rev": rev}}, session=session
+        )
+        return msgspec.structs.replace(message, rev=rev)
 
-    async def _require(self, message_id: str) -> StoredMessage:
-        message = await self._message(message_id)
+    async def _require(
+        self, message_id: str, session: AsyncClientSession | None = None
+    ) -> StoredMessage:
+        message = await self._message(message_id, session)
         if message is None:
             raise not_found()
         return message
+
+    async def _unread(
+        self, user_id: str, last: Mapping[str, tuple[int, int]], marks: Mapping[str, int]
+    ) -> dict[str, int]:
+        """Messages of others above `user_id`'s watermark in every chat that has any, in
+        one aggregate: each `$or` branch is a range of the `unread` index, which holds
+        every field the count needs (the planner prefers a plan without a fetch)."""
+        ranges = [
+            {
+                "chat_id": chat_id,
+                "seq": {"$gt": marks.get(chat_id, 0)},
+                "sender_id": {"$ne": user_id},
+            }
+            for chat_id, (last_seq, _) in last.items()
+            if last_seq > marks.get(chat_id, 0)
+        ]
+        if not ranges:
+            return {}
+        cursor = await self._messages.aggregate(
+            [{"$match": {"$or": ranges}}, {"$group": {"_id": "$chat_id", "n": {"$sum": 1}}}]
+        )
+        return {d["_id"]: int(d["n"]) async for d in cursor}
 
     async def _hidden_ids(self, user_id: str, chat_id: str) -> list[str]:
         return [
@@ -157,13 +216,15 @@ class MongoCollections:
             )
         ]
 
-    async def _reaction_rows(self, message_ids: Sequence[str]) -> dict[str, list[ReactionRow]]:
+    async def _reaction_rows(
+        self, message_ids: Sequence[str], session: AsyncClientSession | None = None
+    ) -> dict[str, list[ReactionRow]]:
         if not message_ids:
             return {}
         found: dict[str, list[ReactionRow]] = {}
-        cursor = self._reactions.find({"message_id": {"$in": list(message_ids)}}).sort(
-            [("message_id", ASCENDING), ("_id", ASCENDING)]
-        )
+        cursor = self._reactions.find(
+            {"message_id": {"$in": list(message_ids)}}, session=session
+        ).sort([("message_id", ASCENDING), ("_id", ASCENDING)])
         async for d in cursor:
             found.setdefault(d["message_id"], []).append(ReactionRow(d["emoji"], d["user_id"]))
         return found
@@ -176,51 +237,63 @@ class MongoCollections:
             has_more=has_more,
         )
 
-    async def _by_client_id(self, sender_id: str, client_message_id: str) -> StoredMessage | None:
+    async def _by_client_id(
+        self, sender_id: str, client_message_id: str, session: AsyncClientSession | None = None
+    ) -> StoredMessage | None:
         doc = await self._messages.find_one(
-            {"sender_id": sender_id, "client_message_id": client_message_id}
+            {"sender_id": sender_id, "client_message_id": client_message_id}, session=session
         )
         return mongo_message(doc) if doc is not None else None
 
-    async def _duplicate(self, first: StoredMessage) -> Appended:
-        reply_to = await self._message(first.reply_to_id) if first.reply_to_id else None
+    async def _duplicate(
+        self, first: StoredMessage, session: AsyncClientSession | None = None
+    ) -> Appended:
+        reply_to = await self._message(first.reply_to_id, session) if first.reply_to_id else None
         conversation = (
-            await self._conversation(first.chat_id) if domain.is_dm(first.chat_id) else None
+            await self._conversation(first.chat_id, session)
+            if domain.is_dm(first.chat_id)
+            else None
         )
         return Appended(message=first, reply_to=reply_to, duplicate=True, conversation=conversation)
 
-    async def _message(self, message_id: str) -> StoredMessage | None:
-        doc = await self._messages.find_one({"_id": message_id})
+    async def _message(
+        self, message_id: str, session: AsyncClientSession | None = None
+    ) -> StoredMessage | None:
+        doc = await self._messages.find_one({"_id": message_id}, session=session)
         return mongo_message(doc) if doc is not None else None
 
-    async def _conversation(self, conversation_id: str) -> Conversation | None:
-        doc = await self._conversations.find_one({"_id": conversation_id})
+    async def _conversation(
+        self, conversation_id: str, session: AsyncClientSession | None = None
+    ) -> Conversation | None:
+        doc = await self._conversations.find_one({"_id": conversation_id}, session=session)
         return mongo_conversation(doc) if doc is not None else None
 
-    async def _find_dm(self, target: PeerTarget) -> Conversation | None:
-        doc = await self._conversations.find_one({"user_a": target.user_a, "user_b": target.user_b})
+    async def _find_dm(
+        self, target: PeerTarget, session: AsyncClientSession | None = None
+    ) -> Conversation | None:
+        doc = await self._conversations.find_one(
+            {"user_a": target.user_a, "user_b": target.user_b}, session=session
+        )
         return mongo_conversation(doc) if doc is not None else None
 
     async def _create_dm(
-        self, target: PeerTarget, new_id: str, draft: MessageDraft
-    ) -> tuple[Conversation, bool]:
-        """Find or create the pair's DM; True when this call created it."""
-        try:
-            doc = await self._conversations.find_one_and_update(
-                {"user_a": target.user_a, "user_b": target.user_b},
-                {"$setOnInsert": {"_id": new_id, "created_at": draft.created_at}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            # Two first messages between the same pair at once: the other one created it.
-            doc = await self._conversations.find_one(
-                {"user_a": target.user_a, "user_b": target.user_b}
-            )
-        if doc is None:
-            raise RuntimeError("DM upsert returned no document")
-        conversation = mongo_conversation(doc)
-        return conversation, conversation.id == new_id
+        self, session: AsyncClientSession, target: PeerTarget, new_id: str, draft: MessageDraft
+    ) -> Conversation:
+        """The pair's new DM, in the transaction of its first message (a concurrent
+        first message conflicts on the unique pair: see `_transaction`)."""
+        conversation = Conversation(
+            id=new_id, user_a=target.user_a, user_b=target.user_b, created_at=draft.created_at
+        )
+        await self._conversations.insert_one(
+            {
+                "_id": conversation.id,
+                "user_a": conversation.user_a,
+                "user_b": conversation.user_b,
+                "created_at": conversation.created_at,
+            },
+            session=session,
+        )
+        return conversation
 
     async def _replies(self, messages: Iterable[StoredMessage]) -> dict[str, StoredMessage]:
         ids = sorted({m.reply_to_id for m in messages if m.reply_to_id is not None})
