@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +18,7 @@ from chat_groups.domain import ADMIN, MEMBER, Access, GroupRecord, Member, Remov
 from chat_groups.store import GroupStore
 from chat_runtime.mongo import APP_NAME, ServerCode, unavailable
 from chat_testkit.mongo import fail_point
+from chat_testkit.stores import CANCEL_POINTS, cancelled_at
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 _seq = itertools.count()
@@ -423,25 +422,6 @@ async def test_two_workers_concurrent_step_downs_keep_one_admin(
     assert sorted(r or "" for r in roles) == [ADMIN, MEMBER]
 
 
-#: Where a command is cancelled: after 0-5 event-loop turns (SQLite: before or after its
-#: job reached the database thread), then after 0.5-32 ms of wall time (MongoDB: between
-#: the round trips of one command).
-CANCEL_POINTS = [*((turns, 0.0) for turns in range(6)), *((0, 0.0005 * 2**j) for j in range(7))]
-
-
-async def cancelled_at(point: tuple[int, float], command: Awaitable[object]) -> None:
-    """Run `command`, cancel it at `point`, and wait until it has stopped."""
-    task = asyncio.ensure_future(command)
-    turns, seconds = point
-    for _ in range(turns):
-        await asyncio.sleep(0)
-    if seconds:
-        await asyncio.sleep(seconds)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, DomainError):
-        await task
-
-
 async def settle(store: GroupStore, group_id: str) -> list[str]:
     """Wait for cancelled commands' leftovers, then check `member_count` against the
     memberships (one read); returns the member ids.
@@ -463,10 +443,12 @@ async def test_commands_cancelled_at_any_point_leave_counters_exact(store: Group
     newcomers = [f"c{i}" for i in range(len(CANCEL_POINTS))]
     for uid, point in zip(newcomers, CANCEL_POINTS, strict=True):
         role = ADMIN if uid.endswith(("0", "3", "6", "9")) else MEMBER
-        await cancelled_at(point, store.add_member(group.id, "alice", member(uid, role)))
+        await cancelled_at(
+            point, store.add_member(group.id, "alice", member(uid, role)), DomainError
+        )
     await settle(store, group.id)
     for uid, point in zip(newcomers, reversed(CANCEL_POINTS), strict=True):
-        await cancelled_at(point, store.remove_member(group.id, "alice", uid))
+        await cancelled_at(point, store.remove_member(group.id, "alice", uid), DomainError)
     ids = await settle(store, group.id)
     # Take out whatever the cancelled removals left: admin_count must still be exact,
     # so alice is the last admin again and may not step down.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from chat_messages.store.mongo import MongoMessageStore
 from chat_messages.store.sqlite import SqliteMessageStore
 from chat_runtime.mongo import APP_NAME, ServerCode, unavailable
 from chat_testkit.mongo import fail_point
-from chat_testkit.stores import contract_store, contract_stores
+from chat_testkit.stores import CANCEL_POINTS, cancelled_at, contract_store, contract_stores
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123_000, tzinfo=UTC)
 #: The gateway's default ack deadline (CHAT_ACK_TIMEOUT_MS).
@@ -365,25 +364,6 @@ async def test_concurrent_first_dm_duplicates_announce_the_dm_once(store: Messag
     assert sum(r.dm_created for r in results) == 1
     assert {r.message.seq for r in results} == {1}
     assert (await send(store, peer("bob", "amy"), "bob")).message.seq == 2
-
-
-#: Where a send is cancelled: after 0-5 event-loop turns (SQLite: before or after its
-#: job reached the database thread), then after 0.5-32 ms of wall time (MongoDB: between
-#: the round trips of one send).
-CANCEL_POINTS = [*((turns, 0.0) for turns in range(6)), *((0, 0.0005 * 2**j) for j in range(7))]
-
-
-async def cancelled_at(point: tuple[int, float], command: Awaitable[object]) -> None:
-    """Run `command`, cancel it at `point`, and wait until it has stopped."""
-    task = asyncio.ensure_future(command)
-    turns, seconds = point
-    for _ in range(turns):
-        await asyncio.sleep(0)
-    if seconds:
-        await asyncio.sleep(seconds)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def test_a_send_cancelled_at_any_point_leaves_no_gap(store: MessageStore) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -76,3 +78,29 @@ async def contract_stores(
             client, _ = connect_mongo(url, db_name)
             await client.drop_database(db_name)
             await client.close()
+
+
+#: Where `cancelled_at` cancels a command: after 0-5 event-loop turns (SQLite: before or
+#: after its job reached the database thread), then after 0.5-32 ms of wall time
+#: (MongoDB: between the round trips of one command).
+CANCEL_POINTS: list[tuple[int, float]] = [
+    *((turns, 0.0) for turns in range(6)),
+    *((0, 0.0005 * 2**j) for j in range(7)),
+]
+
+
+async def cancelled_at(
+    point: tuple[int, float], command: Awaitable[object], *expected: type[Exception]
+) -> None:
+    """Run a store command, cancel it at `point` (a worker stopped, a command abandoned
+    half-way), and wait until it has stopped; `expected` refusals are ignored too (a
+    cancelled command may have finished with one)."""
+    task = asyncio.ensure_future(command)
+    turns, seconds = point
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if seconds:
+        await asyncio.sleep(seconds)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, *expected):
+        await task
