@@ -54,6 +54,8 @@ DEV_ENV = {
         f"http://{host}:{port}" for port in (3000, 5173) for host in ("localhost", HOST)
     ),
     "CHAT_LOG_LEVEL": "INFO",
+    # Development only: relaxes start-up checks meant for production (see README).
+    "CHAT_DEV_MODE": "true",
 }
 
 # Worker services, in start order, are `chat_contracts.services.SERVICES`; each runs

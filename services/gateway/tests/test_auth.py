@@ -82,3 +82,10 @@ def test_a_sub_outside_the_id_alphabet_is_unauthorized(sub: Any) -> None:
     token = jwt.encode(claims(sub=sub), SECRET, algorithm="HS256")
     with pytest.raises(Unauthorized, match="sub"):
         TokenVerifier(settings()).verify(token)
+
+
+def test_session_expires_at_exp_plus_the_configured_leeway() -> None:
+    exp = int(time.time()) + 120
+    token = jwt.encode(claims(exp=exp), SECRET, algorithm="HS256")
+    assert TokenVerifier(settings()).session(token).expires_at == exp + 30
+    assert TokenVerifier(settings(jwt_leeway_s=0)).session(token).expires_at == exp

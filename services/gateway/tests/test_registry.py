@@ -14,12 +14,16 @@ class Conn:
     """A connection that only has an id (the registry never sends)."""
 
     sid: str
+    peer: str = ""
 
     def send(self, frame: OutFrame) -> None:
         raise AssertionError("the registry must not send")
 
     def close(self) -> None:
         raise AssertionError("the registry must not close")
+
+    def strike(self) -> None:
+        raise AssertionError("the registry must not count refusals")
 
 
 ALICE = Actor(user_id="alice", name="Alice")

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from redis.asyncio import Redis
 
 from chat_gateway.ratelimit import Bucket, RateLimiter
 from chat_gateway.resp import RespError, ScriptRunner, encode_command, parse_reply
@@ -41,3 +56,175 @@ async def test_token_bucket_allows_the_burst_then_asks_to_wait(redis_url: str) -
         assert await limiter.take("u2", bucket) == 0
     finally:
         limiter.close()
+
+
+# --- issue 6: reply deadline, AUTH/SELECT errors, TLS ------------------------------
+
+
+async def test_a_hung_redis_fails_the_call_within_the_deadline(redis_url: str) -> None:
+    runner = ScriptRunner(redis_url, "return 1", timeout_ms=300)
+    blocker = Redis.from_url(redis_url)
+    try:
+        assert await runner([], []) == 1
+        # A script that spins for 1.5 s blocks the (single-threaded) server: every
+        # other client hangs (BUSY replies only start after lua-time-limit, 5 s).
+        sleeping = asyncio.ensure_future(blocker.eval(_SPIN_1500_MS, 0))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(RespError, match="did not answer"):
+            await runner([], [])
+        assert time.monotonic() - started < 1.0
+        await sleeping
+        # The next call reconnects and works again.
+        assert await runner([], []) == 1
+    finally:
+        runner.close()
+        await blocker.aclose()
+
+
+_SPIN_1500_MS = """
+local t = redis.call('TIME')
+while true do
+  local n = redis.call('TIME')
+  if (n[1] - t[1]) * 1000000 + (n[2] - t[2]) > 1500000 then return 1 end
+end
+"""
+
+
+def _with_credentials(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
+
+
+async def test_auth_errors_are_raised_not_ignored(redis_url: str) -> None:
+    admin = Redis.from_url(redis_url)
+    user = f"gw{os.getpid()}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=["+right-password"], commands=["+@all"], keys=["~*"]
+    )
+    try:
+        good = ScriptRunner(_with_credentials(redis_url, user, "right-password"), "return 7")
+        assert await good([], []) == 7
+        good.close()
+        bad = ScriptRunner(_with_credentials(redis_url, user, "wrong"), "return 7")
+        with pytest.raises(RespError, match="AUTH failed"):
+            await bad([], [])
+        bad.close()
+    finally:
+        await admin.acl_deluser(user)
+        await admin.aclose()
+
+
+async def test_select_errors_are_raised_and_the_database_is_used(redis_url: str) -> None:
+    script = "redis.call('SET', KEYS[1], 'x'); return 1"
+    key = f"db-probe-{os.getpid()}"
+    runner = ScriptRunner(redis_url + "?db=3", script)
+    db3 = Redis.from_url(redis_url + "?db=3")
+    try:
+        await runner([key], [])
+        assert await db3.get(key) == b"x"
+    finally:
+        runner.close()
+        await db3.delete(key)
+        await db3.aclose()
+    bad = ScriptRunner(redis_url + "?db=999", "return 1")
+    with pytest.raises(RespError, match="SELECT failed"):
+        await bad([], [])
+    bad.close()
+
+
+def test_unknown_schemes_are_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        ScriptRunner("http://127.0.0.1:6379", "return 1")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A real redis-server that speaks TLS only; (port, CA certificate)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    cert, key = _self_signed(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert),
+            "--tls-auth-clients", "no",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("redis-server with TLS did not start (built without TLS?)")
+                time.sleep(0.05)
+        yield port, cert
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_rediss_urls_speak_tls(tls_redis: tuple[int, Path]) -> None:
+    port, ca = tls_redis
+    runner = ScriptRunner(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}", "return 5")
+    try:
+        assert await runner([], []) == 5
+    finally:
+        runner.close()
+    # Without trusting the CA the certificate is refused: TLS is really checked.
+    untrusted = ScriptRunner(f"rediss://127.0.0.1:{port}/0", "return 5")
+    with pytest.raises(RespError, match="cannot reach redis"):
+        await untrusted([], [])
+    untrusted.close()

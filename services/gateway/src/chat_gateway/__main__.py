@@ -9,7 +9,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from chat_gateway.app import Gateway
-from chat_gateway.lean import LeanServer, LeanSettings
+from chat_gateway.lean import LeanServer
+from chat_gateway.resp import redis_options
 from chat_gateway.settings import GatewaySettings
 from chat_runtime.bus import Bus
 from chat_runtime.logs import LIFECYCLE, setup_logging
@@ -22,26 +23,15 @@ log = logging.getLogger(LIFECYCLE)
 async def serve(settings: GatewaySettings) -> None:
     """Run one gateway until SIGTERM/SIGINT."""
     bus = await Bus.connect(settings.nats_url, name=f"gateway-{settings.node_id}")
-    redis = Redis.from_url(settings.redis_url)
+    # Every call has a reply deadline: a hung Redis gives retry acks, not silence.
+    redis = Redis.from_url(settings.redis_url, **redis_options(settings.redis_timeout_ms))
     gateway = Gateway(settings, bus, redis)
-    # A pending long-poll request may hold shutdown for its full 25 s ping interval;
-    # 3 s is plenty for the last responses to flush.
     # A pending long-poll request may hold shutdown for its full 25 s ping interval;
     # 3 s is plenty for the last responses to flush.
     runner = web.AppRunner(gateway.web_app(), handle_signals=False, shutdown_timeout=3.0)
     await runner.setup()
     assert runner.server is not None
-    lean = LeanServer(
-        gateway,
-        LeanSettings(
-            allowed_origins=tuple(settings.allowed_origins),
-            ping_interval_ms=settings.ping_interval_ms,
-            ping_timeout_ms=settings.ping_timeout_ms,
-            deflate_threshold=settings.deflate_threshold,
-            deflate=settings.deflate,
-        ),
-        fallback=runner.server,
-    )
+    lean = LeanServer(gateway, gateway.policy, fallback=runner.server)
     # One listening socket: the lean server reads each connection's first request and
     # hands everything that is not a direct WebSocket to aiohttp (see lean.py).
     listener = await asyncio.get_running_loop().create_server(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,9 +44,11 @@ from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, OutFrame, SioConnection
 from chat_gateway.fanout import Delivery
 from chat_gateway.lean import Refused
+from chat_gateway.policy import HandshakeLimiter, TransportPolicy
 from chat_gateway.presence import Presence
 from chat_gateway.ratelimit import Bucket, RateLimiter, buckets_by_event
 from chat_gateway.registry import LocalSocket, Registry
+from chat_gateway.sessions import Sessions, sweep_forever
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.typing_relay import TypingRelay
 from chat_runtime.bus import Bus, QueryError, encode, encode_json
@@ -80,26 +83,35 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.verifier = TokenVerifier(settings)
         self.registry = Registry()
+        #: Origins, payload limit and heartbeat for both transports (see policy.py).
+        self.policy = TransportPolicy.from_settings(settings)
+        self.handshakes = HandshakeLimiter(
+            settings.handshakes_per_address_per_s, settings.handshake_burst
+        )
         # python-socketio serves long-polling (and polling→WebSocket upgrades); direct
         # WebSocket clients are served by `lean.LeanServer`. Both call connect/event/
         # disconnect below.
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
-            cors_allowed_origins=settings.allowed_origins,
-            # 1 MiB: far above the largest valid payload (5,000-character messages,
-            # 100 KB SDP), so oversize content reaches validation and gets an ack.
-            max_http_buffer_size=1 << 20,
-            ping_interval=settings.ping_interval_ms / 1000,
-            ping_timeout=settings.ping_timeout_ms / 1000,
+            # Events of a session run in arrival order, one at a time (a POST or a
+            # WebSocket read waits for them: back-pressure), like the lean path.
+            async_handlers=False,
             json=jsonmod,
             logger=False,
             engineio_logger=False,
+            **self.policy.engineio_options(),
+        )
+        # Socket.IO packets decode leniently (bad JSON becomes an event the catch-all
+        # acks); Engine.IO keeps the strict module. The constructor set both to jsonmod.
+        self.sio.packet_class.json = jsonmod.Lenient
+        self.sessions = Sessions(
+            self.registry, self.sio.eio, settings.connect_timeout_ms, self._spawn
         )
         self.delivery = Delivery(bus, self.registry)
         self.presence = Presence(
             redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
         )
-        self.limiter = RateLimiter(settings.redis_url)
+        self.limiter = RateLimiter(settings.redis_url, settings.redis_timeout_ms)
         self.typing = TypingRelay(redis, settings.typing_expiry_ms, self._typing_expired)
         self._bucket_of = buckets_by_event(settings)
         #: One JSON decoder per event, built once (msgspec: reuse decoders).
@@ -153,6 +165,11 @@ class Gateway:
         """Start the fan-out inbox and the presence lease refresher."""
         await self.delivery.start()
         self._spawn(self._refresh_leases())
+        self._spawn(
+            sweep_forever(
+                self.sessions, lambda: self.clock.now().timestamp(), self.handshakes.prune
+            )
+        )
 
     async def close(self) -> None:
         """Stop timers and subscriptions."""
@@ -178,32 +195,79 @@ class Gateway:
 
     # --- connect / disconnect -----------------------------------------------------------
 
-    async def _sio_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
-        conn = SioConnection(sid, self.sio.manager.eio_sid_from_sid(sid, "/"), self.sio.eio)
+    async def _sio_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        # A second CONNECT on a session is refused by python-socketio itself ("Unable
+        # to connect", test_edge.py checks it); the lean path refuses it in lean.py.
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        request = environ.get("aiohttp.request")
+        remote = str(getattr(request, "remote", "") or "")
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        peer = sys.intern(self.policy.client_address(remote, forwarded))
+        conn = SioConnection(sid, eio_sid, self.sio.eio, self.policy, peer)
         try:
             await self.connect(conn, auth)
         except Refused as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.data) from None
+        session = self.sio.eio.sockets.get(eio_sid)
+        if session is None or session.closed:
+            # The session ended while we authenticated: python-socketio will not call
+            # disconnect for a socket it never saw connected, so undo it here.
+            await self.disconnect(sid)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "gone", {"code": ErrorCode.UNAVAILABLE.value}
+            )
+        self.sessions.session_authenticated(eio_sid)
 
     async def _sio_disconnect(self, sid: str, _reason: Any = None) -> None:
+        sock = self.registry.sockets.get(sid)
+        if sock is not None and isinstance(sock.conn, SioConnection):
+            self.sessions.session_left(sock.conn.eio_sid)
         await self.disconnect(sid)
 
     async def _sio_event(self, event: str, sid: str, *args: Any) -> acks.Ack | None:
+        if event == jsonmod.MALFORMED:
+            sock = self.registry.sockets.get(sid)
+            if sock is not None:
+                sock.conn.strike()
+            return acks.error(ErrorCode.VALIDATION_ERROR, "malformed event packet")
         return await self.event(sid, event, args[0] if args else None)
 
     async def connect(self, conn: Connection, auth: Any) -> None:
         """Authenticate a new socket, put it in its user's rooms, announce presence.
 
-        Raises `Refused` (the client's `connect_error`) for a bad token, or when the
-        services that list the user's chats do not answer.
+        Raises `Refused` (the client's `connect_error`) for a bad token, too many
+        handshakes from the address or sockets of the user, or when the services that
+        list the user's chats do not answer. Any other failure is refused as INTERNAL
+        (logged once with the socket id), never left unanswered.
         """
+        try:
+            await self._connect(conn, auth)
+        except Refused:
+            raise
+        except Exception:
+            log.exception("handshake of %s failed", conn.sid)
+            await self._forget(conn.sid)
+            raise Refused("internal error", {"code": ErrorCode.INTERNAL.value}) from None
+
+    async def _connect(self, conn: Connection, auth: Any) -> None:
+        wait_ms = self.handshakes.wait_ms(conn.peer)
+        if wait_ms:
+            log.info("handshake refused: too many from %s", conn.peer)
+            raise Refused(
+                "rate limited", {"code": ErrorCode.RATE_LIMITED.value, "retryAfter": wait_ms}
+            )
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            actor = self.verifier.verify(token)
+            session = self.verifier.session(token)
         except Unauthorized as exc:
             log.info("handshake refused: %s", exc)
             raise Refused("unauthorized", {"code": ErrorCode.UNAUTHORIZED.value}) from None
+        actor = session.actor
+        if len(self.registry.by_user.get(actor.user_id, ())) >= self.settings.max_sockets_per_user:
+            log.info("handshake refused: %s holds too many sockets", actor.user_id)
+            raise Refused("too many connections", {"code": ErrorCode.LIMIT_EXCEEDED.value})
         await self.delivery.apply(self.registry.add_socket(conn, actor))
+        self.sessions.connected(conn.sid, session.expires_at)
         try:
             rooms = await self._chats_of(actor)
             await self.delivery.apply(self.registry.join_user(actor.user_id, rooms))
@@ -305,15 +369,29 @@ class Gateway:
     # --- client events ------------------------------------------------------------------
 
     async def event(self, sid: str, event: str, data: Any) -> acks.Ack | None:
-        """One client event: the ack to send back, or None for events without one."""
+        """One client event: the ack to send back, or None for events without one.
+
+        Refused events (unknown, malformed, invalid) count against the socket's
+        allowance (`Connection.strike`), since they are answered before the rate limit.
+        Any unexpected failure is answered INTERNAL and logged once with the socket id.
+        """
         route = BY_EVENT.get(event)
-        if route is None:
-            return acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
-        if event in self._unserved:
-            message = f"{event} is not served by this deployment"
-            return acks.error(ErrorCode.NOT_IMPLEMENTED, message) if route.ack else None
-        ack = await self._dispatch(route, self._bucket_of[event], sid, data)
-        return ack if route.ack else None
+        try:
+            if route is None:
+                ack = acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
+            elif event in self._unserved:
+                message = f"{event} is not served by this deployment"
+                ack = acks.error(ErrorCode.NOT_IMPLEMENTED, message)
+            else:
+                ack = await self._dispatch(route, self._bucket_of[event], sid, data)
+        except Exception:
+            log.exception("event %r of %s failed", event, sid)
+            ack = acks.error(ErrorCode.INTERNAL, "internal error")
+        if ack.get("code") == ErrorCode.VALIDATION_ERROR:
+            sock = self.registry.sockets.get(sid)
+            if sock is not None:
+                sock.conn.strike()
+        return ack if route is None or route.ack else None
 
     async def _dispatch(
         self, route: Route[Any, Any], bucket: Bucket, sid: str, data: Any

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,6 @@ import jwt
 from chat_contracts.bus import Actor
 from chat_contracts.ids import is_valid_id
 from chat_gateway.settings import GatewaySettings
-
-#: Clock skew tolerated between the token issuer and us (s).
-LEEWAY_S = 30
 
 
 class Unauthorized(Exception):
@@ -36,6 +34,15 @@ def _load_key(settings: GatewaySettings) -> Any:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A verified token: who it names and until when it is good (epoch seconds)."""
+
+    actor: Actor
+    #: `exp` plus the tolerated skew: the moment the socket must re-authenticate.
+    expires_at: float
+
+
 class TokenVerifier:
     """Turns a bearer token into the `Actor` it names, or raises `Unauthorized`."""
 
@@ -45,9 +52,14 @@ class TokenVerifier:
         self._algorithms = [settings.jwt_algorithm]
         self._audience = settings.jwt_audience or None
         self._issuer = settings.jwt_issuer or None
+        self._leeway = settings.jwt_leeway_s
 
     def verify(self, token: object) -> Actor:
         """Check the token and return who it names."""
+        return self.session(token).actor
+
+    def session(self, token: object) -> Session:
+        """Check the token; who it names and when it stops being valid."""
         if not isinstance(token, str) or not token:
             raise Unauthorized("missing token")
         try:
@@ -57,7 +69,7 @@ class TokenVerifier:
                 algorithms=self._algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
-                leeway=LEEWAY_S,
+                leeway=self._leeway,
                 options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
             )
         except jwt.PyJWTError as exc:
@@ -68,8 +80,11 @@ class TokenVerifier:
             raise Unauthorized("bad sub claim (letters, digits, _ and -)")
         name = claims.get("name")
         picture = claims.get("picture")
-        return Actor(
+        actor = Actor(
             user_id=sub,
             name=name if isinstance(name, str) and name else sub,
             avatar=picture if isinstance(picture, str) and picture else None,
         )
+        # The same skew as at the handshake, or a token accepted inside the leeway
+        # would be cut off the moment it connected.
+        return Session(actor, float(claims["exp"]) + self._leeway)

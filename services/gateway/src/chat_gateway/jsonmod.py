@@ -30,3 +30,31 @@ def loads(text: str | bytes, **kwargs: Any) -> Any:
     if _LONG_DIGITS.search(probe):
         return guarded_json.loads(text, **kwargs)
     return _decoder.decode(text)
+
+
+#: What `Lenient.loads` returns for text it cannot decode: an EVENT packet named this
+#: reaches the gateway's catch-all handler (an error ack by id, counted as refused)
+#: instead of an exception inside python-socketio that no client ever hears about.
+MALFORMED = "\x00malformed"
+
+
+class Lenient:
+    """This module for Socket.IO packets only: `loads` never raises.
+
+    Engine.IO keeps the strict module: it tells JSON from plain text (`2probe`) by
+    whether `loads` raises.
+    """
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        """As `dumps`."""
+        return dumps(obj, **kwargs)
+
+    @staticmethod
+    def loads(text: str | bytes, **kwargs: Any) -> Any:
+        """As `loads`; undecodable text (invalid, a 101-digit integer, nesting ~1,000
+        deep) comes back as `[MALFORMED]`."""
+        try:
+            return loads(text, **kwargs)
+        except (ValueError, RecursionError):
+            return [MALFORMED]

@@ -11,6 +11,14 @@ The listening socket is shared with aiohttp: the first request on a connection i
 here; a WebSocket upgrade of `/socket.io/` without a session id stays here, anything
 else (long-polling, upgrades of polling sessions, /healthz, /readyz) is handed, bytes
 and all, to aiohttp's protocol.
+
+Admission and fairness (issue 6): every accepted connection counts as pending, per
+source address and in total, until its Socket.IO CONNECT completes, and the sweep drops
+one that takes longer than the connect deadline (a request head that never ends
+included). One CONNECT at a time; a second one is a protocol error. A connected
+socket's events run one at a time in arrival order on one task while it has any; past
+`max_in_flight` queued events its reading pauses (`pause_reading`) until half drained.
+Refused events spend the socket's allowance; when it is gone, the socket is closed.
 """
 
 from __future__ import annotations
@@ -18,24 +26,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
-from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from chat_gateway import wire
+from chat_contracts import ErrorCode
+from chat_gateway import handshake, wire
 from chat_gateway.conn import OutFrame
+from chat_gateway.policy import PendingConnections, TokenBucket, TransportPolicy
+from chat_gateway.wire import CloseCode
 
 log = logging.getLogger(__name__)
 
 #: Largest request head we read before deciding (bytes).
 MAX_HEAD = 16 * 1024
-#: A client whose unsent output exceeds this is too slow: cut it off (it will reconnect
-#: and `sync`) rather than buffer without bound (bytes).
-MAX_WRITE_BUFFER = 4 * 1024 * 1024
 
 
 class Refused(Exception):
@@ -60,40 +68,31 @@ class Handler(Protocol):
         """Forget a connected socket."""
 
 
-@dataclass(frozen=True, slots=True)
-class LeanSettings:
-    """Transport knobs (Engine.IO defaults; PROTOCOL.md's deflate threshold)."""
-
-    allowed_origins: tuple[str, ...]
-    ping_interval_ms: int = 25_000
-    ping_timeout_ms: int = 20_000
-    connect_timeout_ms: int = 10_000
-    max_payload: int = 1_000_000
-    #: Frames above this many bytes are deflated for clients that negotiated it.
-    deflate_threshold: int = 1_024
-    deflate: bool = True
-
-
 class LeanServer:
     """Accepts connections, keeps the live ones, pings them all from one sweep."""
 
     def __init__(
         self,
         handler: Handler,
-        settings: LeanSettings,
+        policy: TransportPolicy,
         fallback: Callable[[], asyncio.Protocol],
     ) -> None:
         self.handler = handler
-        self.settings = settings
+        self.policy = policy
         #: aiohttp's protocol factory, for connections that are not ours.
         self.fallback = fallback
         self.connections: dict[str, LeanConnection] = {}
+        #: Accepted and not yet through the Socket.IO CONNECT: watched for the deadline.
+        self.unauthenticated: set[LeanConnection] = set()
+        self.pending = PendingConnections(policy.max_pending, policy.max_pending_per_address)
+        #: Read on every flush (the fan-out path): one attribute, not two.
+        self.max_write_buffer = policy.max_write_buffer
         self._open_packet_extra = msgspec.json.encode(
             {
                 "upgrades": [],
-                "pingInterval": settings.ping_interval_ms,
-                "pingTimeout": settings.ping_timeout_ms,
-                "maxPayload": settings.max_payload,
+                "pingInterval": policy.ping_interval_ms,
+                "pingTimeout": policy.ping_timeout_ms,
+                "maxPayload": policy.max_payload,
             }
         ).decode()[1:]
         self._ping_frame = wire.frame(wire.EIO_PING.encode())
@@ -135,29 +134,36 @@ class LeanServer:
         # One pass every second covers pings, pong deadlines and handshake deadlines
         # for every connection: 10k connections cost ~3 ms a pass, and no connection
         # owns a timer.
-        interval = self.settings.ping_interval_ms / 1000
-        timeout = self.settings.ping_timeout_ms / 1000
-        connect_timeout = self.settings.connect_timeout_ms / 1000
+        interval = self.policy.ping_interval_ms / 1000
         while True:
             await asyncio.sleep(min(1.0, interval / 4))
-            now = time.monotonic()
-            for conn in list(self.connections.values()):
-                if conn.ping_sent is not None:
-                    if now - conn.ping_sent > timeout:
-                        conn.abort("ping timeout")
-                elif now - conn.last_ping >= interval:
-                    conn.ping_sent = now
-                    conn.last_ping = now
-                    conn.write(self._ping_frame)
-                if not conn.sio_connected and now - conn.opened_at > connect_timeout:
-                    conn.abort("no Socket.IO connect")
+            self.sweep(time.monotonic())
+
+    def sweep(self, now: float) -> None:
+        """One pass: pings, pong deadlines, connect deadlines."""
+        interval = self.policy.ping_interval_ms / 1000
+        timeout = self.policy.ping_timeout_ms / 1000
+        connect_timeout = self.policy.connect_timeout_ms / 1000
+        for conn in list(self.connections.values()):
+            if conn.ping_sent is not None:
+                if now - conn.ping_sent > timeout:
+                    conn.abort("ping timeout")
+            elif now - conn.last_ping >= interval:
+                conn.ping_sent = now
+                conn.last_ping = now
+                conn.write(self._ping_frame)
+        # Every accepted connection, upgraded or not (a request head that never ends
+        # is a slowloris), must finish the Socket.IO CONNECT within the deadline.
+        for conn in list(self.unauthenticated):
+            if now - conn.opened_at > connect_timeout:
+                conn.abort("no Socket.IO connect in time")
 
     async def close(self) -> None:
         """Say goodbye to every client (1001 going away: they reconnect elsewhere)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections.values()):
-            conn.close(1001, "server going away")
+            conn.close(CloseCode.GOING_AWAY, "server going away")
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
 
@@ -166,20 +172,22 @@ class LeanServer:
         return wire.frame(f'{wire.EIO_OPEN}{{"sid":"{sid}",{self._open_packet_extra}'.encode())
 
 
-_HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-_HTTP_403 = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-
 class LeanConnection(asyncio.Protocol):
     """One client: first an HTTP request head, then WebSocket frames."""
 
     __slots__ = (
+        "_admitted_as",
+        "_connecting",
         "_head",
+        "_inbox",
         "_out",
+        "_paused",
         "_reader",
+        "_refused",
         "deflate_threshold",
         "last_ping",
         "opened_at",
+        "peer",
         "ping_sent",
         "server",
         "sid",
@@ -193,7 +201,17 @@ class LeanConnection(asyncio.Protocol):
         self._head: bytearray | None = bytearray()
         self._reader: wire.FrameReader | None = None
         self._out: list[bytes] | None = None
+        #: Events waiting for this socket's one handler task (None: no task running).
+        self._inbox: deque[wire.SioPacket] | None = None
+        self._paused = False
+        self._connecting = False
+        self._refused: TokenBucket | None = None
         self.sid = ""
+        #: The client's address (per-address limits; behind a trusted proxy, from
+        #: `X-Forwarded-For`); "" when the transport has none.
+        self.peer = ""
+        #: The TCP peer its pending slot is counted under.
+        self._admitted_as = ""
         self.sio_connected = False
         self.deflate_threshold: int | None = None
         now = time.monotonic()
@@ -206,6 +224,21 @@ class LeanConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport is not an asyncio.Transport subclass, but has its API.
         self.transport = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        # Interned: sockets from one address (a NAT, a proxy) share one string.
+        self.peer = sys.intern(str(peername[0])) if isinstance(peername, tuple) else ""
+        self._admitted_as = self.peer
+        server = self.server
+        proxy = server.policy.is_trusted_proxy(self.peer)
+        if not server.pending.admit(self.peer, per_address=not proxy):
+            log.warning("refusing a connection from %s: too many pending", self.peer or "?")
+            self.peer = ""
+            self._head = None
+            # close(), not abort(): abort would drop the 503 unsent.
+            self.transport.write(handshake.HTTP_503)
+            self.transport.close()
+            return
+        server.unauthenticated.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self._reader is not None:
@@ -217,85 +250,74 @@ class LeanConnection(asyncio.Protocol):
             for message in messages:
                 self._on_message(message)
             return
-        assert self._head is not None
+        if self._head is None:
+            return
         self._head += data
         end = self._head.find(b"\r\n\r\n")
         if end < 0:
             if len(self._head) > MAX_HEAD:
-                self._reject(_HTTP_400)
+                self._reject(handshake.HTTP_400)
             return
         self._on_head(bytes(self._head[: end + 4]), bytes(self._head[end + 4 :]))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._authenticated()
+        if self._inbox is not None:
+            self._inbox.clear()
         known = self.sid and self.server.connections.pop(self.sid, None) is not None
         if known and self.sio_connected:
             self.sio_connected = False
             self.server.spawn(self.server.handler.disconnect(self.sid))
 
+    def _authenticated(self) -> None:
+        """Leave the pending set: connected, handed over, or gone."""
+        server = self.server
+        if self in server.unauthenticated:
+            server.unauthenticated.discard(self)
+            server.pending.release(self._admitted_as)
+
     # --- HTTP: decide, then upgrade or hand over --------------------------------------
 
     def _on_head(self, head: bytes, rest: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        target = urlsplit(parts[1]) if len(parts) == 3 else None
-        query = parse_qs(target.query) if target else {}
-        lean = (
-            target is not None
-            and parts[0] == "GET"
-            and target.path.rstrip("/") == "/socket.io"
-            and query.get("transport") == ["websocket"]
-            and "sid" not in query
-            and headers.get("upgrade", "").lower() == "websocket"
-        )
-        if not lean:
+        decision = handshake.decide(head, self.server.policy)
+        if isinstance(decision, handshake.HandOver):
             self._hand_over(head + rest)
-            return
-        if query.get("EIO") != ["4"] or "sec-websocket-key" not in headers:
-            self._reject(_HTTP_400)
-            return
-        origin = headers.get("origin")
-        allowed = self.server.settings.allowed_origins
-        if origin is not None and "*" not in allowed and origin not in allowed:
-            self._reject(_HTTP_403)
-            return
-        self._upgrade(headers)
-        if rest:
-            self.data_received(rest)
+        elif isinstance(decision, handshake.Reject):
+            self._reject(decision.response)
+        else:
+            policy = self.server.policy
+            if policy.trusted_proxies:
+                forwarded = decision.headers.get("x-forwarded-for")
+                self.peer = sys.intern(policy.client_address(self.peer, forwarded))
+            self._upgrade(decision)
+            if rest:
+                self.data_received(rest)
 
     def _hand_over(self, data: bytes) -> None:
         """Not ours: aiohttp takes the connection from its first byte."""
         assert self.transport is not None
         self._head = None
+        # python-engineio owns it from here (sessions.py holds its sessions to the
+        # same connect deadline).
+        self._authenticated()
         protocol = self.server.fallback()
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
         protocol.data_received(data)
 
-    def _upgrade(self, headers: dict[str, str]) -> None:
+    def _upgrade(self, upgrade: handshake.Upgrade) -> None:
         assert self.transport is not None
-        settings = self.server.settings
-        deflate = settings.deflate and wire.offers_deflate(
-            headers.get("sec-websocket-extensions", "")
-        )
-        response = [
-            "HTTP/1.1 101 Switching Protocols",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {wire.accept_key(headers['sec-websocket-key'])}",
-        ]
+        policy = self.server.policy
+        deflate = policy.deflate and upgrade.offers_deflate()
         if deflate:
-            response.append(f"Sec-WebSocket-Extensions: {wire.DEFLATE_RESPONSE}")
-            self.deflate_threshold = settings.deflate_threshold
+            self.deflate_threshold = policy.deflate_threshold
         self._head = None
-        self._reader = wire.FrameReader(max_size=settings.max_payload, deflate=deflate)
+        self._reader = wire.FrameReader(
+            max_size=policy.max_payload, deflate=deflate, hard_limit=policy.max_frame
+        )
         self.sid = secrets.token_urlsafe(15)
         self.server.connections[self.sid] = self
-        self.transport.write(("\r\n".join(response) + "\r\n\r\n").encode())
+        self.transport.write(upgrade.response(deflate))
         self.transport.write(self.server.open_packet(self.sid))
 
     def _reject(self, response: bytes) -> None:
@@ -307,15 +329,41 @@ class LeanConnection(asyncio.Protocol):
     # --- WebSocket messages -----------------------------------------------------------
 
     def _on_message(self, message: wire.Message) -> None:
-        if message.opcode == wire.OP_TEXT:
-            self._on_engineio(message.payload.decode("utf-8", "replace"))
-        elif message.opcode == wire.OP_PING:
+        opcode = message.opcode
+        if opcode == wire.OP_TEXT:
+            if message.oversize:
+                self._on_oversize(message.text)
+            else:
+                self._on_engineio(message.text)
+        elif opcode == wire.OP_PING:
             self.write(wire.frame(message.payload, wire.OP_PONG))
-        elif message.opcode == wire.OP_CLOSE:
-            self.close(1000)
-        elif message.opcode == wire.OP_BINARY:
+        elif opcode == wire.OP_CLOSE:
+            try:
+                code = wire.parse_close(message.payload)
+            except wire.ProtocolError as exc:
+                self.close(exc.code, exc.reason)
+                return
+            # Echo the peer's code (RFC 6455 section 5.5.1).
+            self.close(code)
+        elif opcode == wire.OP_BINARY:
             # Socket.IO binary attachments are not part of this protocol.
-            self.close(1003, "binary messages are not supported")
+            self.close(CloseCode.UNSUPPORTED_DATA, "binary messages are not supported")
+
+    def _on_oversize(self, prefix: str) -> None:
+        """A message above `maxPayload`: answer it by ack id if its head says one."""
+        self.strike()
+        if not prefix.startswith(wire.EIO_MESSAGE):
+            return
+        try:
+            packet = wire.parse_sio(prefix[1:])
+        except ValueError:
+            return
+        if packet.kind == wire.SIO_EVENT and packet.ack_id is not None and self.sio_connected:
+            limit = self.server.policy.max_payload
+            self._ack(
+                packet.ack_id,
+                _error_ack(ErrorCode.VALIDATION_ERROR, f"payload too large: over {limit} bytes"),
+            )
 
     def _on_engineio(self, text: str) -> None:
         kind, body = text[:1], text[1:]
@@ -324,7 +372,7 @@ class LeanConnection(asyncio.Protocol):
         elif kind == wire.EIO_MESSAGE:
             self._on_socketio(body)
         elif kind == wire.EIO_CLOSE:
-            self.close(1000)
+            self.close(CloseCode.NORMAL)
         elif kind == wire.EIO_PING:
             # A v3-style client ping: answer so it does not time out.
             self.write(wire.frame((wire.EIO_PONG + body).encode()))
@@ -332,63 +380,128 @@ class LeanConnection(asyncio.Protocol):
     def _on_socketio(self, text: str) -> None:
         try:
             packet = wire.parse_sio(text)
+        except wire.UnsupportedPacket as exc:
+            self.close(CloseCode.UNSUPPORTED_DATA, str(exc))
+            return
         except ValueError:
-            self.close(1002, "bad Socket.IO packet")
+            self.close(CloseCode.PROTOCOL_ERROR, "bad Socket.IO packet")
             return
         if packet.namespace != "/":
             if packet.kind == wire.SIO_CONNECT:
                 error = '{"message":"Invalid namespace"}'
                 self.send_text(f"{wire.SIO_CONNECT_ERROR}{packet.namespace},{error}")
             return
-        if packet.kind == wire.SIO_CONNECT:
-            if not self.sio_connected:
-                self.server.spawn(self._connect(packet.data))
-        elif packet.kind == wire.SIO_EVENT and self.sio_connected:
-            self.server.spawn(self._event(packet))
-        elif packet.kind == wire.SIO_DISCONNECT and self.sio_connected:
+        kind = packet.kind
+        if kind == wire.SIO_EVENT:
+            if self.sio_connected:
+                self._enqueue(packet)
+        elif kind == wire.SIO_CONNECT:
+            if self.sio_connected or self._connecting:
+                # One handshake per socket: a second one would register the socket
+                # twice (and leave one registration behind).
+                self.close(CloseCode.PROTOCOL_ERROR, "already connected")
+                return
+            self._connecting = True
+            self.server.spawn(self._connect(packet.data))
+        elif kind == wire.SIO_DISCONNECT and self.sio_connected:
             self.sio_connected = False
             self.server.spawn(self.server.handler.disconnect(self.sid))
 
+    # --- handshake and events ---------------------------------------------------------
+
     async def _connect(self, data: str) -> None:
         try:
-            auth = msgspec.json.decode(data) if data else None
-        except msgspec.DecodeError:
-            auth = None
-        try:
+            try:
+                auth = msgspec.json.decode(data) if data else None
+            except (msgspec.DecodeError, RecursionError):
+                auth = None
             await self.server.handler.connect(self, auth)
         except Refused as exc:
-            payload = _json({"message": exc.message, "data": exc.data})
-            self.send_text(wire.SIO_CONNECT_ERROR + payload)
+            self._connect_error(exc.message, exc.data)
             return
+        except Exception:
+            log.exception("handshake of %s failed", self.sid)
+            self._connect_error("internal error", {"code": ErrorCode.INTERNAL.value})
+            return
+        finally:
+            self._connecting = False
         if self.transport is None or self.transport.is_closing():
             # Gone while we authenticated: undo the registration.
             await self.server.handler.disconnect(self.sid)
             return
         self.sio_connected = True
+        self._authenticated()
         self.send_text(wire.SIO_CONNECT + _json({"sid": self.sid}))
+
+    def _connect_error(self, message: str, data: dict[str, Any]) -> None:
+        self.send_text(wire.SIO_CONNECT_ERROR + _json({"message": message, "data": data}))
+
+    def _enqueue(self, packet: wire.SioPacket) -> None:
+        """Events run one at a time, in arrival order, on one task per busy socket."""
+        inbox = self._inbox
+        if inbox is None:
+            self._inbox = deque((packet,))
+            self.server.spawn(self._drain())
+            return
+        inbox.append(packet)
+        if len(inbox) >= self.server.policy.max_in_flight and not self._paused:
+            # Back-pressure: stop reading this socket until its queue halves.
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+                self._paused = True
+
+    async def _drain(self) -> None:
+        inbox = self._inbox
+        low_water = self.server.policy.max_in_flight // 2
+        try:
+            while inbox:
+                await self._event(inbox[0])
+                inbox.popleft()
+                if self._paused and len(inbox) <= low_water:
+                    self._paused = False
+                    transport = self.transport
+                    if transport is not None and not transport.is_closing():
+                        transport.resume_reading()
+        finally:
+            if self._inbox is inbox:
+                self._inbox = None
 
     async def _event(self, packet: wire.SioPacket) -> None:
         # The payload stays raw JSON here: the gateway decodes it straight into the
         # event's contract Struct (one pass, no intermediate dicts).
+        ack: dict[str, Any] | None
         try:
-            args: list[Any] | None = _event_args.decode(packet.data)
-        except msgspec.DecodeError:
-            args = None
-        if not args:
-            ack: dict[str, Any] | None = {
-                "status": "error",
-                "code": "VALIDATION_ERROR",
-                "error": "malformed event packet",
-            }
-        else:
-            name = msgspec.json.decode(args[0])
+            try:
+                args: list[Any] | None = _event_args.decode(packet.data)
+            except (msgspec.DecodeError, RecursionError):
+                args = None
+            name = msgspec.json.decode(args[0]) if args else None
             if not isinstance(name, str):
-                name = ""
-            ack = await self.server.handler.event(
-                self.sid, name, args[1] if len(args) > 1 else None
-            )
+                self.strike()
+                ack = _error_ack(ErrorCode.VALIDATION_ERROR, "malformed event packet")
+            else:
+                ack = await self.server.handler.event(
+                    self.sid, name, args[1] if args is not None and len(args) > 1 else None
+                )
+        except Exception:
+            log.exception("event of %s failed", self.sid)
+            ack = _error_ack(ErrorCode.INTERNAL, "internal error")
         if packet.ack_id is not None and ack is not None:
-            self.send_text(f"{wire.SIO_ACK}{packet.ack_id}{_json([ack])}")
+            self._ack(packet.ack_id, ack)
+
+    def _ack(self, ack_id: int, ack: dict[str, Any]) -> None:
+        self.send_text(f"{wire.SIO_ACK}{ack_id}{_json([ack])}")
+
+    def strike(self) -> None:
+        """Count one refused event; close a socket that keeps sending them."""
+        bucket = self._refused
+        if bucket is None:
+            per_min = self.server.policy.refused_per_min
+            bucket = self._refused = TokenBucket(per_min / 60, per_min)
+        if not bucket.take():
+            log.info("closing %s: too many refused events", self.sid)
+            self.close(CloseCode.POLICY_VIOLATION, "too many invalid events")
 
     # --- output -----------------------------------------------------------------------
 
@@ -414,13 +527,14 @@ class LeanConnection(asyncio.Protocol):
         transport = self.transport
         if not out or transport is None or transport.is_closing():
             return
-        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
-            log.warning("closing slow client %s (%d bytes unsent)", self.sid, MAX_WRITE_BUFFER)
+        limit = self.server.max_write_buffer
+        if transport.get_write_buffer_size() > limit:
+            log.warning("closing slow client %s (%d bytes unsent)", self.sid, limit)
             transport.abort()
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the WebSocket with a status code."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
@@ -430,7 +544,7 @@ class LeanConnection(asyncio.Protocol):
 
     def abort(self, reason: str) -> None:
         """Drop a dead or stuck client."""
-        log.info("dropping %s: %s", self.sid, reason)
+        log.info("dropping %s: %s", self.sid or self.peer, reason)
         if self.transport is not None:
             self.transport.abort()
 
@@ -440,3 +554,7 @@ _event_args = msgspec.json.Decoder(list[msgspec.Raw])
 
 def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
+
+
+def _error_ack(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"status": "error", "code": code.value, "error": message}

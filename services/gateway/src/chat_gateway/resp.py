@@ -12,16 +12,46 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from collections import deque
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from redis.exceptions import RedisError
 
+#: Default reply deadline (ms): a hung Redis must turn into retry acks, not silence.
+DEFAULT_TIMEOUT_MS: Final = 2_000
+
 
 class RespError(RedisError):
-    """An error reply (`-ERR ...`) or a lost connection (a `RedisError`, like redis-py's,
-    so callers handle both the same way)."""
+    """An error reply (`-ERR ...`), a lost connection or a reply that did not come in
+    time (a `RedisError`, like redis-py's, so callers handle all of them the same way)."""
+
+
+def redis_options(timeout_ms: int) -> dict[str, Any]:
+    """redis-py keyword arguments giving every call the same deadline as ours."""
+    return {"socket_timeout": timeout_ms / 1000, "socket_connect_timeout": timeout_ms / 1000}
+
+
+def tls_context(url: str) -> ssl.SSLContext | None:
+    """The TLS context a `rediss://` URL asks for (None for plain `redis://`).
+
+    Understands redis-py's URL options, so one URL serves both clients:
+    `ssl_cert_reqs=none|optional|required` and `ssl_ca_certs=<path>`.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    context = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
+    reqs = query.get("ssl_cert_reqs", "required").lower()
+    if reqs in ("none", "cert_none"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif reqs in ("optional", "cert_optional"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
 
 
 def encode_command(*args: bytes) -> bytes:
@@ -69,15 +99,29 @@ def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
 
 
 class ScriptRunner(asyncio.Protocol):
-    """Runs one Lua script with EVALSHA over a single pipelined connection."""
+    """Runs one Lua script with EVALSHA over a single pipelined connection.
 
-    def __init__(self, url: str, script: str) -> None:
+    Every request has a reply deadline: requests are answered in order, so checking the
+    oldest one is enough, from one timer re-armed while requests wait (no timer per
+    call). When it passes, the connection is dropped and every waiting call fails with
+    `RespError`; the next call reconnects.
+    """
+
+    def __init__(self, url: str, script: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
         self._url = url
+        self._tls = tls_context(url)
         self._script = script.encode()
         self._sha = hashlib.sha1(self._script).hexdigest().encode()
+        self._timeout = timeout_ms / 1000
         self._transport: asyncio.Transport | None = None
+        self._ready = False
         self._connecting: asyncio.Future[None] | None = None
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        #: (deadline, future) per request, in the order the replies will come.
+        self._waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._buf = bytearray()
         self._out: list[bytes] = []
 
@@ -93,17 +137,43 @@ class ScriptRunner(asyncio.Protocol):
         return reply
 
     async def _send(self, *command: bytes) -> Any:
-        if self._transport is None or self._transport.is_closing():
+        if not self._ready:
             try:
                 await self._connect()
-            except OSError as exc:
-                raise RespError(f"cannot reach redis: {exc}") from exc
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
+            except (OSError, TimeoutError) as exc:
+                raise RespError(f"cannot reach redis: {exc!r}") from exc
+        return await self._request(*command)
+
+    def _request(self, *command: bytes) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((loop.time() + self._timeout, future))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._timeout, self._check_deadline)
         if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._out.append(encode_command(*command))
-        return await future
+        return future
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._waiting[0][0]
+        if deadline > loop.time():
+            self._watchdog = loop.call_at(deadline, self._check_deadline)
+            return
+        self._fail(RespError(f"redis did not answer within {self._timeout * 1000:.0f} ms"))
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _fail(self, error: RespError) -> None:
+        self._ready = False
+        while self._waiting:
+            _, future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -123,17 +193,38 @@ class ScriptRunner(asyncio.Protocol):
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         url = urlsplit(self._url)
-        if url.scheme == "unix":
-            await loop.create_unix_connection(lambda: self, url.path)
-        else:
-            host, port = url.hostname or "127.0.0.1", url.port or 6379
-            await loop.create_connection(lambda: self, host, port)
+        async with asyncio.timeout(self._timeout):
+            if url.scheme == "unix":
+                await loop.create_unix_connection(lambda: self, url.path)
+            else:
+                host, port = url.hostname or "127.0.0.1", url.port or 6379
+                await loop.create_connection(
+                    lambda: self,
+                    host,
+                    port,
+                    ssl=self._tls,
+                    server_hostname=host if self._tls is not None else None,
+                )
         db = url.path.strip("/") if url.scheme != "unix" else ""
-        if url.password:
-            auth = [url.username.encode()] if url.username else []
-            await self._send(b"AUTH", *auth, url.password.encode())
-        if db and db != "0":
-            await self._send(b"SELECT", db.encode())
+        if url.scheme == "unix":
+            db = parse_qs(url.query).get("db", [""])[-1]
+        try:
+            if url.password:
+                auth = [url.username.encode()] if url.username else []
+                await self._checked(b"AUTH", *auth, url.password.encode())
+            if db and db != "0":
+                await self._checked(b"SELECT", db.encode())
+        except BaseException:
+            if self._transport is not None:
+                self._transport.abort()
+            raise
+        self._ready = True
+
+    async def _checked(self, *command: bytes) -> None:
+        """A set-up command whose error reply must stop the connection (AUTH, SELECT)."""
+        reply = await self._request(*command)
+        if isinstance(reply, RespError):
+            raise RespError(f"redis {command[0].decode()} failed: {reply}")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -148,7 +239,7 @@ class ScriptRunner(asyncio.Protocol):
                 break
             pos = pos_next
             if self._waiting:
-                future = self._waiting.popleft()
+                _, future = self._waiting.popleft()
                 if not future.done():
                     future.set_result(value)
         del self._buf[:pos]
@@ -156,12 +247,12 @@ class ScriptRunner(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._buf.clear()
-        while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(RespError(f"redis connection lost: {exc}"))
+        self._fail(RespError(f"redis connection lost: {exc}"))
 
     def close(self) -> None:
         """Close the connection."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._transport is not None:
             self._transport.close()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from typing import Literal
+from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from chat_contracts import limits, services
 from chat_runtime.settings import BaseSettings
+
+#: HS256 needs at least 256 bits of key (RFC 7518 section 3.2).
+MIN_SECRET_BYTES: Final = 32
+#: Values that are examples, not secrets: deploy/k8s/secret.yaml ships the first one.
+PLACEHOLDER_SECRETS: Final = ("replace-me", "changeme", "change-me", "your-secret", "example")
 
 
 class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
@@ -18,6 +25,9 @@ class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
     jwt_audience: str = ""
     jwt_issuer: str = ""
+    #: Clock skew tolerated between the token issuer and us (s), at the handshake and
+    #: when a connected socket's token expires.
+    jwt_leeway_s: int = 30
     redis_url: str = "redis://127.0.0.1:6379/0"
     gateway_host: str = "127.0.0.1"
     #: 0 picks a free port (tests); the bound port is logged in the ready line.
@@ -52,6 +62,36 @@ class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
     #: The optional services (`calls`, `media`) this deployment runs; the events of the
     #: others are answered NOT_IMPLEMENTED at once instead of `retry` forever.
     optional_services: list[str] = []
+    #: Development stack only (`./taskw up` sets it): tokens without `aud`/`iss` checks
+    #: are accepted. Outside dev mode both must be configured.
+    dev_mode: bool = False
+    #: Largest client message (bytes), on both transports; announced as `maxPayload`.
+    max_payload_bytes: int = 1 << 20
+    #: Hard transport limit (bytes): a WebSocket message above `max_payload_bytes` but
+    #: within this is answered with an error ack; above it the socket is closed (1009).
+    max_frame_bytes: int = 2 << 20
+    #: From TCP accept until the Socket.IO CONNECT completes (ms), else the socket is cut.
+    connect_timeout_ms: int = 10_000
+    #: Connections that have not authenticated yet: in total, and per source address.
+    max_pending_connections: int = 4_096
+    max_pending_per_address: int = 64
+    #: Proxies (IPs or CIDRs, e.g. the ingress controller's pods) whose
+    #: `X-Forwarded-For` names the client: per-address limits then apply to the client,
+    #: and the proxy itself is exempt from the per-address pending cap.
+    trusted_proxies: list[str] = []
+    #: Socket.IO handshakes per source address and second (0 = no limit), and the burst.
+    handshakes_per_address_per_s: float = 10.0
+    handshake_burst: int = 50
+    #: Sockets one user may hold on this gateway; past it the handshake gets
+    #: `connect_error` with `data.code` `LIMIT_EXCEEDED`.
+    max_sockets_per_user: int = 50
+    #: Refused events (malformed, unknown, invalid) a socket may send per minute (also
+    #: the burst); a socket past it is disconnected.
+    refused_events_per_min: float = 60.0
+    #: Events of one socket handled at once (in arrival order); past it reading pauses.
+    socket_max_in_flight: int = 32
+    #: Every Redis reply must arrive within this (ms), else the ack says retry.
+    redis_timeout_ms: int = 2_000
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,14 +101,46 @@ class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
                 f"CHAT_OPTIONAL_SERVICES: {', '.join(unknown)} is not an optional service "
                 f"(choose from {', '.join(sorted(services.OPTIONAL))})"
             )
+        if self.jwt_secret and self.jwt_public_key:
+            raise ValueError(
+                "CHAT_JWT_SECRET and CHAT_JWT_PUBLIC_KEY are both set: configure one "
+                "(HS256 with CHAT_JWT_SECRET, or RS256/ES256 with CHAT_JWT_PUBLIC_KEY)"
+            )
         if not self.jwt_secret and not self.jwt_public_key:
             raise ValueError("CHAT_JWT_SECRET or CHAT_JWT_PUBLIC_KEY is required")
         if self.jwt_public_key and self.jwt_algorithm == "HS256":
             raise ValueError("CHAT_JWT_ALGORITHM must be RS256 or ES256 with CHAT_JWT_PUBLIC_KEY")
-        if self.jwt_secret and not self.jwt_public_key and self.jwt_algorithm != "HS256":
+        if self.jwt_secret and self.jwt_algorithm != "HS256":
             raise ValueError("CHAT_JWT_ALGORITHM must be HS256 with CHAT_JWT_SECRET")
+        if self.jwt_secret:
+            _check_secret(self.jwt_secret)
+        if not self.dev_mode and not (self.jwt_audience and self.jwt_issuer):
+            raise ValueError(
+                "CHAT_JWT_AUDIENCE and CHAT_JWT_ISSUER are required "
+                "(only CHAT_DEV_MODE=true accepts tokens without them)"
+            )
+        if self.max_frame_bytes < self.max_payload_bytes:
+            raise ValueError("CHAT_MAX_FRAME_BYTES must be at least CHAT_MAX_PAYLOAD_BYTES")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"CHAT_TRUSTED_PROXIES: {proxy!r} is not an IP or CIDR") from None
+        scheme = urlsplit(self.redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"CHAT_REDIS_URL: unsupported scheme {scheme!r}")
 
     @property
     def node_id(self) -> str:
         """This gateway's id in Redis keys (defaults to host name and port)."""
         return self.gateway_id or f"{socket.gethostname()}:{self.gateway_port}"
+
+
+def _check_secret(secret: str) -> None:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"CHAT_JWT_SECRET is too short: HS256 needs at least {MIN_SECRET_BYTES} bytes"
+        )
+    lowered = secret.lower()
+    if any(marker in lowered for marker in PLACEHOLDER_SECRETS):
+        raise ValueError("CHAT_JWT_SECRET is a placeholder: set a random secret")

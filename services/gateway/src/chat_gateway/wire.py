@@ -10,6 +10,7 @@ once for all recipients and no socket keeps a zlib context (tens of KB each othe
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import struct
 import zlib
@@ -24,6 +25,46 @@ OP_BINARY: Final = 0x2
 OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
+_CONTROL_OPCODES: Final = frozenset((OP_CLOSE, OP_PING, OP_PONG))
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close status codes (RFC 6455 section 7.4.1) the gateway sends or checks."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    #: Reserved: never on the wire (1005 "no status", 1006 "abnormal", 1015 "TLS").
+    NO_STATUS = 1005
+    ABNORMAL = 1006
+    INVALID_PAYLOAD = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015
+
+
+#: Codes a peer may put in a close frame: the defined ones that are not reserved for
+#: local use, plus 3000-4999 (registered and private).
+_SENDABLE: Final = frozenset(CloseCode) - {
+    CloseCode.NO_STATUS,
+    CloseCode.ABNORMAL,
+    CloseCode.TLS_HANDSHAKE,
+}
+
+#: Fragments one message may arrive in. Browsers send a message as one frame; a client
+#: library streaming in 4 KiB pieces fits 1 MiB in 256, so 1,024 is generous. Without a
+#: cap, 900k one-byte fragments cost ~50 MB of per-fragment objects (issue 6).
+MAX_FRAGMENTS: Final = 1_024
+#: Empty non-final fragments tolerated per message (they carry nothing but cost a parse).
+MAX_EMPTY_FRAGMENTS: Final = 4
+#: Bytes of an oversize message kept so the gateway can still read its ack id.
+OVERSIZE_PREFIX: Final = 64
 
 #: The response header that accepts permessage-deflate on our terms.
 DEFLATE_RESPONSE: Final = (
@@ -78,10 +119,30 @@ def inflate(payload: bytes, limit: int) -> bytes:
     try:
         out = decomp.decompress(payload + _DEFLATE_TAIL, limit + 1)
     except zlib.error as exc:
-        raise ProtocolError(1007, f"bad deflate data: {exc}") from None
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"bad deflate data: {exc}") from None
     if len(out) > limit or decomp.unconsumed_tail:
-        raise ProtocolError(1009, "message too big")
+        raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big")
     return out
+
+
+def inflate_bounded(payload: bytes, limit: int, hard_limit: int) -> tuple[bytes, bool]:
+    """Decompress one client message: (message, False) within `limit`; (its first
+    `OVERSIZE_PREFIX` bytes, True) when it inflates beyond `limit` but not beyond
+    `hard_limit`; `ProtocolError(1009)` beyond that (a deflate bomb). The part past
+    `limit` is inflated in 64 KiB steps and thrown away, so memory stays at `limit`."""
+    decomp = zlib.decompressobj(-15)
+    try:
+        out = decomp.decompress(payload + _DEFLATE_TAIL, limit + 1)
+        if len(out) <= limit and not decomp.unconsumed_tail:
+            return out, False
+        total = len(out)
+        while decomp.unconsumed_tail and total <= hard_limit:
+            total += len(decomp.decompress(decomp.unconsumed_tail, 1 << 16))
+    except zlib.error as exc:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, f"bad deflate data: {exc}") from None
+    if total > hard_limit:
+        raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big")
+    return out[:OVERSIZE_PREFIX], True
 
 
 def unmask(mask: bytes, data: bytes) -> bytes:
@@ -95,10 +156,17 @@ def unmask(mask: bytes, data: bytes) -> bytes:
 
 @dataclass(slots=True)
 class Message:
-    """One complete client message (or control frame)."""
+    """One complete client message (or control frame).
+
+    `text` is the decoded payload of a text message (checked UTF-8). `oversize` marks a
+    message above the reader's `max_size` but within `hard_limit`: its payload is only
+    the first `OVERSIZE_PREFIX` bytes, enough to answer it by ack id.
+    """
 
     opcode: int
     payload: bytes
+    text: str = ""
+    oversize: bool = False
 
 
 _FRAGMENT: Final = Message(-1, b"")
@@ -108,17 +176,25 @@ _FRAGMENT: Final = Message(-1, b"")
 class FrameReader:
     """Incremental parser of client→server frames (masked, possibly fragmented).
 
-    Holds only the unparsed tail and, while a fragmented message is in flight, its
-    parts: an idle connection keeps an empty bytearray.
+    Holds only the unparsed tail and, while a fragmented message is in flight, one
+    buffer with its bytes so far: an idle connection keeps an empty bytearray.
+    Messages up to `max_size` are returned whole; larger ones up to `hard_limit`
+    (default: `max_size`) come back truncated and flagged `oversize`; beyond that the
+    reader raises `ProtocolError(1009)`.
     """
 
     max_size: int
     deflate: bool = False
+    hard_limit: int = 0
     _buf: bytearray = field(default_factory=bytearray)
-    _parts: list[bytes] | None = None
+    _parts: bytearray | None = None
     _parts_opcode: int = 0
     _parts_compressed: bool = False
-    _parts_size: int = 0
+    _fragments: int = 0
+    _empty_fragments: int = 0
+
+    def __post_init__(self) -> None:
+        self.hard_limit = max(self.hard_limit, self.max_size)
 
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return the messages they complete."""
@@ -140,9 +216,14 @@ class FrameReader:
         b0, b1 = buf[0], buf[1]
         fin, rsv1, opcode = b0 & 0x80, b0 & 0x40, b0 & 0x0F
         if b0 & 0x30 or (rsv1 and not self.deflate):
-            raise ProtocolError(1002, "reserved bits set")
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "reserved bits set")
+        if opcode >= OP_CLOSE and opcode not in _CONTROL_OPCODES:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+        if rsv1 and (opcode >= OP_CLOSE or opcode == OP_CONTINUATION):
+            # RFC 7692 section 6: RSV1 only on the first frame of a data message.
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "RSV1 on a control or continuation")
         if not b1 & 0x80:
-            raise ProtocolError(1002, "client frames must be masked")
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
         length = b1 & 0x7F
         pos = 2
         if length == 126:
@@ -155,8 +236,8 @@ class FrameReader:
                 return None
             length = int.from_bytes(buf[2:10], "big")
             pos = 10
-        if length > self.max_size:
-            raise ProtocolError(1009, "message too big")
+        if length > self.hard_limit:
+            raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big")
         if len(buf) < pos + 4 + length:
             return None
         mask = bytes(buf[pos : pos + 4])
@@ -164,43 +245,88 @@ class FrameReader:
         del buf[: pos + 4 + length]
         if opcode >= OP_CLOSE:
             if not fin or length > 125:
-                raise ProtocolError(1002, "bad control frame")
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "bad control frame")
             return Message(opcode, payload)
         return self._data(opcode, bool(fin), bool(rsv1), payload)
 
     def _data(self, opcode: int, fin: bool, rsv1: bool, payload: bytes) -> Message | None:
         if opcode == OP_CONTINUATION:
-            if self._parts is None:
-                raise ProtocolError(1002, "continuation without a start")
-            self._parts.append(payload)
-            self._parts_size += len(payload)
+            parts = self._parts
+            if parts is None:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "continuation without a start")
+            self._fragments += 1
+            if self._fragments > MAX_FRAGMENTS:
+                raise ProtocolError(CloseCode.POLICY_VIOLATION, "too many fragments")
+            if not payload and not fin:
+                self._empty_fragments += 1
+                if self._empty_fragments > MAX_EMPTY_FRAGMENTS:
+                    raise ProtocolError(CloseCode.POLICY_VIOLATION, "too many empty fragments")
+            parts += payload
         else:
             if self._parts is not None:
-                raise ProtocolError(1002, "new message inside a fragmented one")
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
             if opcode not in (OP_TEXT, OP_BINARY):
-                raise ProtocolError(1002, f"unknown opcode {opcode}")
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
             if fin:
                 return self._finish(opcode, rsv1, payload)
-            self._parts, self._parts_opcode = [payload], opcode
-            self._parts_compressed, self._parts_size = rsv1, len(payload)
-        if self._parts_size > self.max_size:
-            raise ProtocolError(1009, "message too big")
+            parts = self._parts = bytearray(payload)
+            self._parts_opcode, self._parts_compressed = opcode, rsv1
+            self._fragments, self._empty_fragments = 1, 0
+        if len(parts) > self.hard_limit:
+            raise ProtocolError(CloseCode.MESSAGE_TOO_BIG, "message too big")
         if not fin:
             return _FRAGMENT
-        whole = b"".join(self._parts)
-        opcode, compressed = self._parts_opcode, self._parts_compressed
         self._parts = None
-        return self._finish(opcode, compressed, whole)
+        return self._finish(self._parts_opcode, self._parts_compressed, bytes(parts))
 
     def _finish(self, opcode: int, compressed: bool, payload: bytes) -> Message:
         if compressed:
-            payload = inflate(payload, self.max_size)
+            payload, oversize = inflate_bounded(payload, self.max_size, self.hard_limit)
+        else:
+            oversize = len(payload) > self.max_size
+        if oversize:
+            payload = payload[:OVERSIZE_PREFIX]
+            # A cut may split a UTF-8 sequence: the prefix is only read for its head.
+            text = payload.decode("utf-8", "ignore") if opcode == OP_TEXT else ""
+            return Message(opcode, payload, text, oversize=True)
+        if opcode == OP_TEXT:
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                raise ProtocolError(
+                    CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text message"
+                ) from None
+            return Message(opcode, payload, text)
         return Message(opcode, payload)
 
 
+def parse_close(payload: bytes) -> int:
+    """The status code of a client's close frame (1005 when it has none).
+
+    Raises `ProtocolError` for a malformed close frame: one byte of payload, a code a
+    peer must not send, or a reason that is not UTF-8 (RFC 6455 sections 5.5.1, 7.4).
+    """
+    if not payload:
+        return CloseCode.NO_STATUS
+    if len(payload) == 1:
+        raise ProtocolError(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte body")
+    code = int.from_bytes(payload[:2], "big")
+    if code not in _SENDABLE and not 3000 <= code <= 4999:
+        raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
+    try:
+        payload[2:].decode()
+    except UnicodeDecodeError:
+        raise ProtocolError(CloseCode.INVALID_PAYLOAD, "close reason is not UTF-8") from None
+    return code
+
+
 def close_frame(code: int, reason: str = "") -> bytes:
-    """A close frame with a status code."""
-    return frame(struct.pack("!H", code) + reason.encode()[:120], OP_CLOSE)
+    """A close frame with a status code (an empty one for 1005: no status to echo)."""
+    if code == CloseCode.NO_STATUS:
+        return frame(b"", OP_CLOSE)
+    # 123 bytes at most (a control frame carries 125); cut on a character boundary.
+    body = reason.encode()[:123].decode("utf-8", "ignore").encode()
+    return frame(struct.pack("!H", code) + body, OP_CLOSE)
 
 
 # --- Engine.IO v4 / Socket.IO v5 ------------------------------------------------------
@@ -228,12 +354,26 @@ class SioPacket:
     data: str
 
 
+#: Socket.IO binary packet types: attachments are not part of this protocol.
+SIO_BINARY_EVENT: Final = "5"
+SIO_BINARY_ACK: Final = "6"
+#: Ack ids are counters; 15 digits is far beyond any client's count and keeps `int()`
+#: away from the quadratic path of very long digit strings.
+_MAX_ACK_DIGITS: Final = 15
+
+
+class UnsupportedPacket(ValueError):
+    """A well-formed Socket.IO packet of a kind this gateway does not take (binary)."""
+
+
 def parse_sio(text: str) -> SioPacket:
     """Split `<type>[/nsp,][id]<json>` (the Socket.IO v5 text encoding)."""
     if not text:
         raise ValueError("empty packet")
     kind = text[0]
-    if kind not in "0123456":
+    if kind in (SIO_BINARY_EVENT, SIO_BINARY_ACK):
+        raise UnsupportedPacket("Socket.IO binary packets are not supported")
+    if kind not in "01234":
         raise ValueError(f"unknown packet type {kind!r}")
     rest = text[1:]
     namespace = "/"
@@ -241,7 +381,10 @@ def parse_sio(text: str) -> SioPacket:
         comma = rest.find(",")
         namespace, rest = (rest, "") if comma < 0 else (rest[:comma], rest[comma + 1 :])
     digits = 0
-    while digits < len(rest) and rest[digits].isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
+    while digits < len(rest) and "0" <= rest[digits] <= "9":
         digits += 1
+    if digits > _MAX_ACK_DIGITS:
+        raise ValueError("ack id too long")
     ack_id = int(rest[:digits]) if digits else None
     return SioPacket(kind, namespace, ack_id, rest[digits:])
