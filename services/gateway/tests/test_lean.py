@@ -470,6 +470,20 @@ class TestLeanConnection:
         assert not transport.is_paused()
         assert [e for e, _ in handler.events] == ["e0", "e1", "e2", "e3", "e4"]
 
+    async def test_losing_the_connection_mid_event_drops_the_rest_quietly(self) -> None:
+        server, handler = self._server()
+        conn, _ = await self._connected(server)
+        handler.gate = asyncio.Event()
+        conn.data_received(b"".join(text(f'42{i}["e{i}"]') for i in range(3)))
+        await settle()
+        [drain] = server._tasks
+        conn.connection_lost(None)
+        handler.gate.set()
+        await settle()
+        assert [e for e, _ in handler.events] == ["e0"]
+        assert drain.done()
+        assert drain.exception() is None
+
     async def test_a_socket_that_keeps_sending_garbage_is_closed(self) -> None:
         server, handler = self._server(refused_per_min=5)
         conn, transport = await self._connected(server)

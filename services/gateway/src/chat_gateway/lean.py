@@ -457,6 +457,8 @@ class LeanConnection(asyncio.Protocol):
         try:
             while inbox:
                 await self._event(inbox[0])
+                if not inbox:
+                    break  # the connection was lost meanwhile (its queue cleared)
                 inbox.popleft()
                 if self._paused and len(inbox) <= low_water:
                     self._paused = False
