@@ -76,6 +76,12 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     - `users`: only on `rt.users` (every gateway hears it): the recipients. Each of their
       local sockets gets `join` applied and then the events, as if the same delivery had
       come on each `rt.user.<id>` — one message instead of one per user.
+    - `once_id`/`room_copy`: a room event published while the room has members who
+      joined in the last seconds (`chat_runtime.joins`) carries a `once_id`, and a copy
+      with the same `once_id` and `room_copy` = the room goes to those members' own
+      subjects (their gateway's room subscription may not have reached the publisher's
+      node yet). A gateway gives each socket the event once, from whichever copy comes
+      first; a copy reaches all local sockets of its users.
 
     Rule for membership changes: the events a user must see about its *own* joining or
     leaving travel on `rt.user.<id>` in the same delivery as the control. A room event
@@ -96,6 +102,18 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     more: list[Frame] = []
     close_room: bool = False
     users: list[Id] = []
+    once_id: str | None = None
+    room_copy: Id | None = None
+
+
+class RoomsJoined(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`evt.fanout.joins` (`subjects.ROOMS_JOINED`): `users` joined (or, with `left`,
+    left) `rooms` just now. Published by the worker that made the change, before its
+    reply; every worker keeps the recent ones (`chat_runtime.joins`)."""
+
+    users: list[Id]
+    rooms: list[Id]
+    left: bool = False
 
 
 # --- internal queries between services and from the gateway ------------------------

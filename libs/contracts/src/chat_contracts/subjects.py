@@ -73,6 +73,8 @@ CALLS: Final = "calls"
 MEDIA: Final = "media"
 
 
+#: Room joins and leaves of any chat, heard by every worker (see `bus.RoomsJoined`).
+ROOMS_JOINED: Final = event("fanout", "joins")
 #: Membership changes of groups (see `bus.MembershipChanged`).
 GROUP_MEMBERSHIP_CHANGED: Final = event(GROUPS, "membership")
 

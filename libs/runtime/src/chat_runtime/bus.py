@@ -8,6 +8,7 @@ with a `type=` argument on every call).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,14 +21,16 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
-from chat_contracts.bus import Actor, Command, Fanout, Frame, Reply
+from chat_contracts.bus import Actor, Command, Fanout, Frame, Reply, RoomsJoined
 from chat_contracts.ids import check_id
+from chat_runtime.joins import RecentJoins
 
 log = logging.getLogger(__name__)
 
 _msgpack = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 _reply_decoder = msgspec.msgpack.Decoder(Reply)
+_joins_decoder = msgspec.msgpack.Decoder(RoomsJoined)
 #: One result decoder per type, built on first use (see the module docstring).
 _result_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 
@@ -57,6 +60,30 @@ def unavailable(retry_after_ms: int = UNAVAILABLE_RETRY_AFTER_MS) -> Reply:
         error="service unavailable, retry later",
         retry_after=retry_after_ms,
     )
+
+
+#: nats-py's reconnect settings for every process. A node that dies closes its sockets
+#: and the client moves to the next server at once; one that hangs silently (a host
+#: lost, a partition) is noticed after `max_outstanding_pings` unanswered pings of
+#: `ping_interval` s, 20-30 s, instead of nats-py's default 120 s x 2. Reconnecting
+#: never gives up; a server tried less than `reconnect_time_wait` s ago is skipped
+#: for one that was not. Publishes made while disconnected wait in nats-py's buffer
+#: (2 MiB) and go out after the reconnect.
+RECONNECT: dict[str, Any] = {
+    "max_reconnect_attempts": -1,
+    "reconnect_time_wait": 0.5,
+    "ping_interval": 10,
+    "max_outstanding_pings": 2,
+    "connect_timeout": 2,
+}
+
+
+def servers(url: str) -> list[str]:
+    """The server URLs of a comma-separated `CHAT_NATS_URL`."""
+    found = [part.strip() for part in url.split(",") if part.strip()]
+    if not found:
+        raise ValueError("no NATS server URL given")
+    return found
 
 
 class QueryError(Exception):
@@ -109,10 +136,18 @@ class Bus:
 
     def __init__(self, nc: NatsClient) -> None:
         self.nc = nc
+        #: Recent room joins: this process's own, and every worker's once `track_joins`.
+        self.joins = RecentJoins()
 
     @classmethod
-    async def connect(cls, url: str, name: str, **options: Any) -> Bus:
-        """Connect, retrying forever on reconnect (a NATS restart is survivable)."""
+    async def connect(cls, url: str, name: str, *, randomize: bool = True, **options: Any) -> Bus:
+        """Connect, retrying forever on reconnect (a NATS restart is survivable).
+
+        `url` may list several servers of one cluster, comma-separated: the client
+        connects to one (a random one unless `randomize` is False: then in the listed
+        order) and, when that node goes away, moves to the next one it can reach,
+        including nodes the cluster told it about since (see `RECONNECT`).
+        """
 
         async def on_error(exc: Exception) -> None:
             log.warning("nats: %s", exc)
@@ -124,10 +159,10 @@ class Bus:
             log.info("nats: reconnected")
 
         nc = await nats.connect(
-            url,
+            servers(url),
             name=name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            dont_randomize=not randomize,
+            **RECONNECT,
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
@@ -202,6 +237,23 @@ class Bus:
         """A callback subscription (several times faster than `async for` in nats-py)."""
         return await self.nc.subscribe(subject, queue=queue, cb=callback)
 
+    async def track_joins(self) -> None:
+        """Hear every worker's room joins (`subjects.ROOMS_JOINED`) into `joins`, so
+        that this process's `Publisher` copies room events to new members."""
+
+        async def on_joins(msg: Msg) -> None:
+            try:
+                change = _joins_decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                log.warning("undecodable %s", msg.subject)
+                return
+            if change.left:
+                self.joins.left(change.users, change.rooms)
+            else:
+                self.joins.joined(change.users, change.rooms)
+
+        await self.subscribe(subjects.ROOMS_JOINED, on_joins)
+
     async def flush(self) -> None:
         """Wait until the server has processed everything sent so far."""
         await self.nc.flush()
@@ -239,7 +291,19 @@ class Publisher:
             skip_user=skip_user,
             close_room=close_room,
         )
+        new = [user for user in self._bus.joins.of(room_id) if user != skip_user]
+        if new:
+            fanout.once_id = uuid.uuid4().hex
         await self._bus.publish(subjects.room(room_id), encode(fanout))
+        if new:
+            # The room's newest members may not be subscribed on this node yet (see
+            # chat_runtime.joins): the same event on their own subjects, once per socket.
+            fanout.room_copy = room_id
+            if len(new) == 1:
+                await self._bus.publish(subjects.user(new[0]), encode(fanout))
+            else:
+                fanout.users = new
+                await self._bus.publish(subjects.USERS_FANOUT, encode(fanout))
 
     async def to_user(
         self,
@@ -263,6 +327,7 @@ class Publisher:
             join=join or [],
             leave=leave or [],
         )
+        await self._rooms_changed([user_id], join, leave)
         await self._bus.publish(subjects.user(user_id), encode(fanout))
 
     async def to_users(
@@ -285,6 +350,7 @@ class Publisher:
             return
         for user_id in user_ids:
             check_id(user_id, "user id")
+        await self._rooms_changed(user_ids, join, None)
         frames = [Frame(event, encode_json(payload)) for event, payload in events]
         first, more = frames[0], frames[1:]
         limit = self._bus.max_payload
@@ -314,4 +380,21 @@ class Publisher:
     ) -> None:
         """Tell the gateways holding `user_id`'s sockets to enter or leave rooms now."""
         fanout = Fanout(join=join or [], leave=leave or [])
+        await self._rooms_changed([user_id], join, leave)
         await self._bus.publish(subjects.user(user_id), encode(fanout))
+
+    async def _rooms_changed(
+        self, users: list[str], join: list[str] | None, leave: list[str] | None
+    ) -> None:
+        """Record joins and leaves here and tell every worker (`Bus.track_joins`),
+        before the gateways hear of them."""
+        if join:
+            self._bus.joins.joined(users, join)
+            await self._bus.publish(
+                subjects.ROOMS_JOINED, encode(RoomsJoined(users=users, rooms=join))
+            )
+        if leave:
+            self._bus.joins.left(users, leave)
+            await self._bus.publish(
+                subjects.ROOMS_JOINED, encode(RoomsJoined(users=users, rooms=leave, left=True))
+            )

@@ -25,7 +25,10 @@ class SettingsError(Exception):
 class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
     """What every service reads: the bus, the store, logging."""
 
+    #: One server, or several of one cluster comma-separated (`chat_runtime.bus.servers`).
     nats_url: str = "nats://127.0.0.1:4222"
+    #: False: connect to the servers in the order listed (pin a process to a node).
+    nats_randomize: bool = True
     store: Literal["sqlite", "mongo"] = "sqlite"
     sqlite_dir: str = ".data"
     mongodb_url: str = ""

@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 
 from chat_contracts.services import BY_NAME, SERVICES, optional_setting
+from chat_testkit.cluster import NatsCluster
 from chat_testkit.servers import NatsServer, RedisServer, ServiceProcess
 
 AUDIENCE = "chat-test"
@@ -40,14 +41,29 @@ class Stack:
     nats: NatsServer | None = None
     redis: RedisServer | None = None
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    #: 1: one nats-server (the default). More: a `NatsCluster` of that many nodes, and
+    #: each process is pinned to one node (round robin, or `add(..., node=i)`), with
+    #: the other nodes after it in its `CHAT_NATS_URL` to fail over to.
+    nats_nodes: int = 1
+    cluster: NatsCluster | None = None
+    #: The NATS node each process was started on (0 with a single server).
+    node_of: dict[str, int] = field(default_factory=dict)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment every service of this stack gets."""
+    def nats_url(self, node: int = 0) -> str:
+        """`CHAT_NATS_URL` for a process on `node`."""
+        if self.cluster is not None:
+            return self.cluster.urls_from(node)
         assert self.nats is not None
+        return self.nats.url
+
+    def env(self, node: int = 0, **extra: str) -> dict[str, str]:
+        """The environment every service of this stack gets (attached to `node`)."""
         assert self.redis is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
         env.update(
-            CHAT_NATS_URL=self.nats.url,
+            CHAT_NATS_URL=self.nats_url(node),
+            # Listed order, so that a process stays on its node until that node dies.
+            CHAT_NATS_RANDOMIZE="false",
             CHAT_REDIS_URL=self.redis.url,
             CHAT_STORE="sqlite",
             CHAT_SQLITE_DIR=str(self.workdir / "data"),
@@ -66,21 +82,28 @@ class Stack:
     def start(self) -> Stack:
         """Start NATS and Redis, then every service in parallel; wait until all are ready."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.nats = NatsServer(self.workdir)
+        if self.nats_nodes > 1:
+            self.cluster = NatsCluster(self.workdir / "nats", self.nats_nodes)
+        else:
+            self.nats = NatsServer(self.workdir)
         self.redis = RedisServer(self.workdir)
         for service in self.workers:
             self.add(service, service)
         for index in range(self.gateways):
             name = f"gateway-{'abcdefgh'[index]}"
-            self.add("gateway", name, CHAT_GATEWAY_ID=name)
+            self.add("gateway", name, node=index % self.nats_nodes, CHAT_GATEWAY_ID=name)
         for proc in self.processes.values():
             proc.wait_ready()
         return self
 
-    def add(self, service: str, name: str, **extra: str) -> ServiceProcess:
-        """Start one more process (not waited for: call `wait_ready`)."""
-        proc = ServiceProcess(service, self.env(**extra), self.workdir, name)
+    def add(self, service: str, name: str, node: int | None = None, **extra: str) -> ServiceProcess:
+        """Start one more process (not waited for: call `wait_ready`), on NATS node
+        `node` (by default the next one round robin)."""
+        if node is None:
+            node = len(self.processes) % self.nats_nodes
+        proc = ServiceProcess(service, self.env(node, **extra), self.workdir, name)
         self.processes[name] = proc
+        self.node_of[name] = node
         return proc
 
     def gateway_url(self, index: int = 0) -> str:
@@ -106,7 +129,7 @@ class Stack:
     def stop(self) -> dict[str, int | None]:
         """Stop services (SIGTERM, so they drain), then Redis and NATS; exit statuses."""
         statuses = {name: proc.stop() for name, proc in self.processes.items()}
-        for server in (self.redis, self.nats):
+        for server in (self.redis, self.nats, self.cluster):
             if server is not None:
                 server.stop()
         return statuses

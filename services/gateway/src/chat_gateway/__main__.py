@@ -22,7 +22,9 @@ log = logging.getLogger(LIFECYCLE)
 
 async def serve(settings: GatewaySettings) -> None:
     """Run one gateway until SIGTERM/SIGINT."""
-    bus = await Bus.connect(settings.nats_url, name=f"gateway-{settings.node_id}")
+    bus = await Bus.connect(
+        settings.nats_url, name=f"gateway-{settings.node_id}", randomize=settings.nats_randomize
+    )
     # Every call has a reply deadline: a hung Redis gives retry acks, not silence.
     redis = Redis.from_url(settings.redis_url, **redis_options(settings.redis_timeout_ms))
     gateway = Gateway(settings, bus, redis)

@@ -35,6 +35,10 @@ _decoder = msgspec.msgpack.Decoder(Fanout)
 #: Presence is published once per room of the user; remember this many dedupe ids so
 #: that a gateway holding sockets in several of those rooms emits it once per socket.
 DEDUPE_MEMORY = 4_096
+#: Room events copied to new members (`Fanout.once_id`, see chat_runtime.joins) may come
+#: twice; the sockets each of the last this many was given to. Both copies are published
+#: back to back, so an entry is needed for milliseconds; the bound is for memory.
+ONCE_MEMORY = 1_024
 
 
 class _Sink:
@@ -75,6 +79,7 @@ class Delivery:
         self._registry = registry
         self._subs: dict[str, Subscription] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._served: OrderedDict[str, set[str]] = OrderedDict()
         self._inbox: deque[Msg] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -143,10 +148,13 @@ class Delivery:
         targets = self._registry.by_user.get(user_id)
         if not targets:
             return
+        served = self._served_for(fanout.once_id)
         if fanout.event:
-            self._emit(fanout, OutFrame.event(fanout.event, fanout.data), targets.items())
+            frame = OutFrame.event(fanout.event, fanout.data)
+            self._emit(fanout, frame, targets.items(), served)
         for extra in fanout.more:
             self._emit(fanout, OutFrame.event(extra.event, extra.data), targets.items())
+        await self._copy_closes_room(fanout)
 
     async def _on_users(self, fanout: Fanout) -> None:
         """One delivery for a list of users: joins first, then each frame built once and
@@ -161,10 +169,13 @@ class Delivery:
         targets: dict[str, Connection] = {}
         for user_id in local:
             targets.update(by_user.get(user_id, {}))
+        served = self._served_for(fanout.once_id)
         if fanout.event:
-            self._emit(fanout, OutFrame.event(fanout.event, fanout.data), targets.items())
+            frame = OutFrame.event(fanout.event, fanout.data)
+            self._emit(fanout, frame, targets.items(), served)
         for extra in fanout.more:
             self._emit(fanout, OutFrame.event(extra.event, extra.data), targets.items())
+        await self._copy_closes_room(fanout)
 
     async def _on_room(self, room: str, fanout: Fanout) -> None:
         if fanout.event:
@@ -174,9 +185,27 @@ class Delivery:
                 targets = self._registry.by_room.get(room)
                 if targets:
                     frame = OutFrame.event(fanout.event, fanout.data)
-                    self._emit(fanout, frame, targets.items())
+                    served = self._served_for(fanout.once_id)
+                    self._emit(fanout, frame, targets.items(), served)
         if fanout.close_room:
             await self.apply(self._registry.close_room(room))
+
+    def _served_for(self, once_id: str | None) -> set[str] | None:
+        """The sockets already given the event `once_id` (None: not a copied event)."""
+        if once_id is None:
+            return None
+        served = self._served.get(once_id)
+        if served is None:
+            served = self._served[once_id] = set()
+            if len(self._served) > ONCE_MEMORY:
+                self._served.popitem(last=False)
+        return served
+
+    async def _copy_closes_room(self, fanout: Fanout) -> None:
+        """A copy of a room's last event (group deleted) closes the room here too, in
+        case the room's own copy never reached this gateway."""
+        if fanout.room_copy is not None and fanout.close_room:
+            await self.apply(self._registry.close_room(fanout.room_copy))
 
     def _emit_once(self, fanout: Fanout) -> None:
         """An event published on several rooms: the first copy goes to all of them here."""
@@ -192,8 +221,14 @@ class Delivery:
         self._emit(fanout, OutFrame.event(fanout.event, fanout.data), union.items())
 
     def _emit(
-        self, fanout: Fanout, frame: OutFrame, targets: Iterable[tuple[str, Connection]]
+        self,
+        fanout: Fanout,
+        frame: OutFrame,
+        targets: Iterable[tuple[str, Connection]],
+        served: set[str] | None = None,
     ) -> None:
+        """Send `frame` to `targets` but the skipped ones; with `served`, only to sockets
+        not in it, and add those to it."""
         if fanout.to_sid is not None:
             targets = [(sid, conn) for sid, conn in targets if sid == fanout.to_sid]
         skip_user: Any = (
@@ -201,6 +236,9 @@ class Delivery:
         )
         skip_sid = fanout.skip_sid
         count = 0
+        if served is not None:
+            targets = [(sid, conn) for sid, conn in targets if sid not in served]
+            served.update(sid for sid, _ in targets)
         for sid, conn in targets:
             if sid == skip_sid or sid in skip_user:
                 continue
