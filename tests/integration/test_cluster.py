@@ -8,11 +8,15 @@ its own node first, and fails over to the next when its node dies.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from chat_testkit.client import ChatClient
 from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, cmid, make_group
@@ -22,6 +26,14 @@ NODES = 3
 #: `soak` run does `SOAK_JOINS` of each (`./taskw soak`).
 JOINS = 100
 SOAK_JOINS = int(os.environ.get("CHAT_SOAK_JOINS", "2000"))
+#: Short deadlines, so that a request lost with a node costs the test little time.
+ACK_TIMEOUT_MS = 2_000
+#: Sends each client keeps in flight.
+IN_FLIGHT = 4
+#: Each lane pauses this long after an ack (at most 1,200 messages/s in all) ...
+SEND_PAUSE_S = 0.01
+#: ... and each client sends at most this many.
+BUDGET = 300
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +50,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "CHAT_RATE_SEND_BURST": "10000",
             "CHAT_RATE_GROUP_CREATE_PER_MIN": "600000",
             "CHAT_RATE_SYNC_PER_MIN": "600000",
+            "CHAT_ACK_TIMEOUT_MS": str(ACK_TIMEOUT_MS),
+            # The messages worker's groups lookup must give up before the gateway does.
+            "CHAT_GROUPS_TIMEOUT_MS": str(ACK_TIMEOUT_MS // 2),
         },
     )
     try:
@@ -175,3 +190,146 @@ async def test_a_new_member_gets_the_very_next_room_message_from_another_node(
 async def test_soak_join_race(connect: Connect, uid: Callable[[str], str]) -> None:
     missed = await _join_race(connect, uid, SOAK_JOINS)
     assert missed == {"member:add": [], "group:create": []}
+
+
+class Sender:
+    """One client sending numbered messages through one gateway, resending the same
+    `clientMessageId` after a `retry` ack, and recording every ack it got."""
+
+    def __init__(self, client: ChatClient, group: str, label: str) -> None:
+        self.client = client
+        self.group = group
+        self.label = label
+        #: clientMessageId -> (message id, seq) of every `ok` ack.
+        self.acked: dict[str, tuple[str, int]] = {}
+        #: (monotonic time the send started, time of its `ok` ack) per acked message.
+        self.timeline: list[tuple[float, float]] = []
+        self.retries: list[str] = []
+        self.hangs = 0
+        self.stop = False
+
+    async def run(self) -> None:
+        """`IN_FLIGHT` sends at a time, so that some are in flight whenever a node dies."""
+        await asyncio.gather(*(self._loop(lane) for lane in range(IN_FLIGHT)))
+
+    async def _loop(self, lane: int) -> None:
+        n = 0
+        # At most `BUDGET` each: `sync` sends back the newest 1,000 messages of a chat.
+        while not self.stop and len(self.acked) < BUDGET:
+            n += 1
+            message_id = cmid()
+            started = time.monotonic()
+            while True:
+                try:
+                    # Above the gateway's ack deadline: no ack by then is a hang.
+                    ack: dict[str, Any] = await self.client.call(
+                        "message:send",
+                        {
+                            "clientMessageId": message_id,
+                            "groupId": self.group,
+                            "content": f"{lane}.{n}",
+                        },
+                        timeout=ACK_TIMEOUT_MS / 1000 + 5,
+                    )
+                except TimeoutError:
+                    self.hangs += 1
+                    continue
+                if ack["status"] == "ok":
+                    self.acked[message_id] = (ack["message"]["id"], ack["message"]["seq"])
+                    self.timeline.append((started, time.monotonic()))
+                    await asyncio.sleep(SEND_PAUSE_S)
+                    break
+                assert ack["status"] == "retry", ack
+                self.retries.append(ack["code"])
+                await asyncio.sleep(min(ack["retryAfter"], 1000) / 1000)
+
+    def acked_after(self, moment: float) -> int:
+        return sum(1 for started, _ in self.timeline if started > moment)
+
+    def slowest_across(self, moment: float) -> float:
+        """Seconds the slowest send in flight at `moment` took to its `ok` ack."""
+        return max(
+            (done - started for started, done in self.timeline if started <= moment < done),
+            default=0.0,
+        )
+
+    def first_ok_after(self, moment: float) -> float:
+        """Seconds from `moment` to the first ack of a send started after it."""
+        return min(done for started, done in self.timeline if started > moment) - moment
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_node_killed_mid_stream_loses_and_doubles_nothing(
+    stack: Stack, connect: Connect, uid: Callable[[str], str]
+) -> None:
+    """Runs last: it leaves the cluster one node short."""
+    assert stack.cluster is not None
+    cluster = stack.cluster
+    victim = 0  # node 1: gateway-a and the messages worker (it stores every message)
+    names = [uid(n) for n in ("ann", "ben", "cat", "reader")]
+    sockets = [await connect(name, gateway=g) for g, name in enumerate(names[:3])]
+    watcher = await connect(names[3], gateway=victim)  # receives through the dying node
+    group = await make_group(sockets[0], *names[1:])
+    await watcher.wait_for("group:member:added", lambda e: e["userId"] == names[3])
+    senders = [Sender(s, group, f"via gateway-{'abc'[i]}") for i, s in enumerate(sockets)]
+    tasks = [asyncio.ensure_future(s.run()) for s in senders]
+    try:
+        await _until(lambda: all(len(s.acked) >= 10 for s in senders), 20, "10 acks each")
+        killed_at = time.monotonic()
+        cluster.kill(victim)
+        # Every process attached to the dead node moves to another one.
+        moved = [name for name, node in stack.node_of.items() if node == victim]
+        reconnected: dict[str, float] = {}
+
+        def all_moved() -> bool:
+            for name in moved:
+                if name not in reconnected and cluster.node_of(nats_client_name(name)) is not None:
+                    reconnected[name] = time.monotonic() - killed_at
+            return len(reconnected) == len(moved)
+
+        await _until(all_moved, 20, f"{moved} reconnected")
+        await _until(
+            lambda: all(s.acked_after(killed_at) >= 10 for s in senders), 30, "10 acks after"
+        )
+    finally:
+        for sender in senders:
+            sender.stop = True
+        await asyncio.gather(*tasks)
+
+    recovery = {s.label: round(s.first_ok_after(killed_at), 3) for s in senders}
+    in_flight = {s.label: round(s.slowest_across(killed_at), 3) for s in senders}
+    reconnected = {name: round(s, 3) for name, s in reconnected.items()}
+    print(
+        f"\nnode {victim + 1} killed: processes reconnected after {reconnected} s; "
+        f"first ack after the kill {recovery} s; slowest send in flight at the kill "
+        f"{in_flight} s; retry acks "
+        f"{sum(len(s.retries) for s in senders)} ({set().union(*(s.retries for s in senders))})"
+    )
+    assert all(s.hangs == 0 for s in senders), [s.hangs for s in senders]
+    assert {code for s in senders for code in s.retries} <= {"UNAVAILABLE"}
+
+    # Live fan-out works again through the node that took over the dead one's clients.
+    last = await sockets[0].call(
+        "message:send", {"clientMessageId": cmid(), "groupId": group, "content": "after"}
+    )
+    await watcher.wait_for("message:new", lambda e: e["id"] == last["message"]["id"])
+
+    # A client that missed everything catches up with `sync`: every acknowledged message
+    # exactly once, seqs 1..n without a gap.
+    catching_up = await connect(names[3], gateway=2)
+    synced = await catching_up.call("sync", {"since": [{"groupId": group, "seq": 0}]})
+    assert synced["status"] == "ok", synced
+    (chat,) = [c for c in synced["chats"] if c.get("groupId") == group]
+    batches = await catching_up.wait_count("message:batch", -(-chat["lastSeq"] // 200))
+    got = [m for batch in batches for m in batch["messages"]]
+    acked = {k: v for s in senders for k, v in s.acked.items()}
+    acked[last["message"]["clientMessageId"]] = (last["message"]["id"], last["message"]["seq"])
+    assert [m["seq"] for m in got] == list(range(1, chat["lastSeq"] + 1))
+    assert len({m["clientMessageId"] for m in got}) == len(got)  # nothing doubled
+    assert {m["clientMessageId"]: (m["id"], m["seq"]) for m in got} == acked  # nothing lost
