@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import pytest_asyncio
@@ -85,6 +85,13 @@ async def seen(nats_url: str) -> AsyncIterator[Seen]:
     await bus.close()
 
 
+async def _until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 10
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
 def _updated() -> server.GroupUpdated:
     return server.GroupUpdated(group_id="g_1", updated_by="alice", name="new name")
 
@@ -101,10 +108,7 @@ async def test_room_events_after_a_join_are_copied_to_the_new_members(
             await bus.flush()
         await Publisher(joiner).to_user("bob", "group:member:added", _updated(), join=["g_1"])
         await joiner.flush()
-        deadline = asyncio.get_running_loop().time() + 5
-        while other.joins.of("g_1") != ["bob"]:
-            assert asyncio.get_running_loop().time() < deadline, "join never heard"
-            await asyncio.sleep(0.01)
+        await _until(lambda: other.joins.of("g_1") == ["bob"], "join never heard")
         await seen.until_end(joiner)
 
         await Publisher(other).to_room("g_1", "group:updated", _updated())
@@ -127,9 +131,7 @@ async def test_room_events_after_a_join_are_copied_to_the_new_members(
         await Publisher(joiner).membership("bob", leave=["g_1"])
         other.joins.left(["carol"], ["g_1"])
         await joiner.flush()
-        while other.joins.of("g_1"):
-            assert asyncio.get_running_loop().time() < deadline, "leave never heard"
-            await asyncio.sleep(0.01)
+        await _until(lambda: not other.joins.of("g_1"), "leave never heard")
         await seen.until_end(joiner)
         await Publisher(other).to_room("g_1", "group:updated", _updated())
         await Publisher(other).to_room("g_2", "group:updated", _updated())
