@@ -1,9 +1,12 @@
-"""The product on a 3-node NATS cluster: fan-out across routes, the join race, a node killed.
+"""The product on a 3-node NATS cluster and a Redis with Sentinel: fan-out across
+routes, the join race, the Redis primary killed, a NATS node killed.
 
 Its own stack: three nats-server nodes (routes on loopback, clustered JetStream), three
 gateways (gateway-a on node 1, -b on node 2, -c on node 3) and the workers spread over
-the nodes (messages on 1, groups on 2, users on 3). Every process has all three URLs,
-its own node first, and fails over to the next when its node dies.
+the nodes round robin (messages on 1, groups on 2, users on 3, calls on 1...). Every
+process has all three URLs, its own node first, and fails over to the next when its
+node dies. Redis is a primary, a replica and three sentinels; every process finds the
+primary through the sentinels.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Any
 import pytest
 
 from chat_testkit.client import ChatClient
-from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
-from tests.integration.conftest import Connect, cmid, make_group
+from tests.integration.calls.conftest import OFFER
+from tests.integration.conftest import Connect, cmid, make_group, serve
 
 NODES = 3
 #: Joins per kind in the default run (two kinds: member added, group created); the
@@ -39,37 +42,25 @@ BUDGET = 300
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Overrides the suite's single-server stack for this module (see the docstring)."""
-    running = Stack(
-        workdir=tmp_path_factory.mktemp("cluster"),
-        gateways=NODES,
-        nats_nodes=NODES,
-        overrides={
-            # The loops below send far faster than a person.
-            "CHAT_RATE_OTHER_PER_MIN": "600000",
-            "CHAT_RATE_SEND_PER_S": "10000",
-            "CHAT_RATE_SEND_BURST": "10000",
-            "CHAT_RATE_GROUP_CREATE_PER_MIN": "600000",
-            "CHAT_RATE_SYNC_PER_MIN": "600000",
-            "CHAT_ACK_TIMEOUT_MS": str(ACK_TIMEOUT_MS),
-            # The messages worker's groups lookup must give up before the gateway does.
-            "CHAT_GROUPS_TIMEOUT_MS": str(ACK_TIMEOUT_MS // 2),
-        },
+    yield from serve(
+        Stack(
+            workdir=tmp_path_factory.mktemp("cluster"),
+            gateways=NODES,
+            nats_nodes=NODES,
+            redis_sentinel=True,
+            overrides={
+                # The loops below send far faster than a person.
+                "CHAT_RATE_OTHER_PER_MIN": "600000",
+                "CHAT_RATE_SEND_PER_S": "10000",
+                "CHAT_RATE_SEND_BURST": "10000",
+                "CHAT_RATE_GROUP_CREATE_PER_MIN": "600000",
+                "CHAT_RATE_SYNC_PER_MIN": "600000",
+                "CHAT_ACK_TIMEOUT_MS": str(ACK_TIMEOUT_MS),
+                # The messages worker's groups lookup must give up before the gateway does.
+                "CHAT_GROUPS_TIMEOUT_MS": str(ACK_TIMEOUT_MS // 2),
+            },
+        )
     )
-    try:
-        running.start()
-    except Missing as exc:
-        running.stop()
-        pytest.skip(str(exc))
-    except Exception:
-        print(running.logs())
-        if running.cluster is not None:
-            print(running.cluster.logs())
-        running.stop()
-        raise
-    yield running
-    statuses = running.stop()
-    failed = {name: code for name, code in statuses.items() if code != 0}
-    assert not failed, f"services did not drain cleanly on SIGTERM: {failed}\n{running.logs()}"
 
 
 def nats_client_name(process: str) -> str:
@@ -263,6 +254,63 @@ async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> No
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not within {timeout} s"
         await asyncio.sleep(0.02)
+
+
+async def test_the_redis_primary_killed_mid_stream_fails_over_without_a_crash(
+    stack: Stack, connect: Connect, uid: Callable[[str], str]
+) -> None:
+    assert stack.sentinel is not None
+    redis_set = stack.sentinel
+    names = [uid(n) for n in ("ann", "ben", "cat", "dan")]
+    sockets = [await connect(name, gateway=g) for g, name in enumerate(names[:3])]
+    group = await make_group(sockets[0], *names[1:])
+    senders = [Sender(s, group, f"via gateway-{'abc'[i]}") for i, s in enumerate(sockets)]
+    tasks = [asyncio.ensure_future(s.run()) for s in senders]
+    try:
+        await _until(lambda: all(len(s.acked) >= 10 for s in senders), 20, "10 acks each")
+        killed_at = time.monotonic()
+        redis_set.kill_primary()
+        await asyncio.get_running_loop().run_in_executor(None, redis_set.wait_failover)
+        promoted_at = time.monotonic()
+        await _until(
+            lambda: all(s.acked_after(promoted_at) >= 10 for s in senders), 30, "10 acks after"
+        )
+    finally:
+        for sender in senders:
+            sender.stop = True
+        await asyncio.gather(*tasks)
+
+    recovery = {s.label: round(s.first_ok_after(killed_at), 3) for s in senders}
+    retries = [code for s in senders for code in s.retries]
+    print(
+        f"\nredis primary killed: replica promoted after {promoted_at - killed_at:.3f} s; "
+        f"first ack of a send started after the kill {recovery} s; "
+        f"retry acks {len(retries)} ({set(retries)})"
+    )
+    assert all(s.hangs == 0 for s in senders), [s.hangs for s in senders]
+    assert set(retries) <= {"UNAVAILABLE"}
+    # Nothing crashed.
+    assert {n: p.proc.poll() for n, p in stack.processes.items() if p.proc.poll() is not None} == {}
+
+    # Rate limits live on the new primary (each send took a token there).
+    new_primary = redis_set.replica
+    for name in names[:3]:
+        assert new_primary.ask("EXISTS", f"rl:send:{name}") == 1
+    # Presence: connecting works again, and the members online before the kill still
+    # count as online (replicated, and each gateway re-leases its users every third of
+    # the lease); the new socket's lease is on the new primary.
+    late = await connect(names[3], gateway=1)
+    assert new_primary.ask("EXISTS", f"pr:c:{names[3]}") == 1
+    page = await late.call("presence:query", {"groupId": group})
+    assert page["status"] == "ok", page
+    assert sorted(page["onlineUserIds"]) == sorted(names)
+    # Call state goes to the new primary too.
+    offer = await sockets[0].call(
+        "call:offer", {"targetUserId": names[1], "offer": OFFER, "callType": "audio"}
+    )
+    assert offer["status"] == "ok", offer
+    assert (await sockets[1].wait_for("call:incoming"))["callId"] == offer["callId"]
+    assert await sockets[1].call("call:end", {"callId": offer["callId"]}) == {"status": "ok"}
 
 
 async def test_a_node_killed_mid_stream_loses_and_doubles_nothing(

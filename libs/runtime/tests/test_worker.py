@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 import pytest_asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor, Command, MembersQuery
@@ -32,6 +33,8 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
             raise RetryableError(ErrorCode.UNAVAILABLE, "busy", retry_after_ms=250)
         if cmd.payload.group_id == "boom":
             raise RuntimeError("bug")
+        if cmd.payload.group_id == "redis-away":
+            raise RedisConnectionError("No master found for 'mymaster'")
         return Echo(group_id=cmd.payload.group_id + ":" + cmd.actor.user_id)
 
     router.internal("echo", MembersQuery, echo)
@@ -56,6 +59,9 @@ async def test_refusals_become_error_and_retry_replies(bus: Bus) -> None:
     assert (busy.status, busy.code, busy.retry_after) == ("retry", "UNAVAILABLE", 250)
     boom = await bus.command("demo", "echo", ACTOR, MembersQuery(group_id="boom"))
     assert (boom.status, boom.code) == ("error", "INTERNAL")
+    # Redis away (a failover under way): a retry, not an internal error.
+    away = await bus.command("demo", "echo", ACTOR, MembersQuery(group_id="redis-away"))
+    assert (away.status, away.code, away.retry_after) == ("retry", "UNAVAILABLE", 1000)
     unknown = await bus.command("demo", "nope", ACTOR, MembersQuery(group_id="g"))
     assert (unknown.status, unknown.code) == ("error", "NOT_IMPLEMENTED")
 

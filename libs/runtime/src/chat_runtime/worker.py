@@ -35,6 +35,7 @@ from chat_contracts.routes import ROUTES, Route
 from chat_contracts.server import Empty
 from chat_runtime.bus import Bus, encode
 from chat_runtime.mongo import command_deadline, unavailable
+from chat_runtime.redis_client import redis_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class Router:
         except RetryableError as exc:
             return retry_reply(exc)
         except Exception as exc:
-            transient = unavailable(exc)
+            transient = unavailable(exc) or redis_unavailable(exc)
             if transient is not None:
                 log.warning("%s.%s: %r; answered retry", self.domain, action, exc)
                 return retry_reply(transient)

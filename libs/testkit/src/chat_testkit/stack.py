@@ -19,6 +19,7 @@ import jwt
 
 from chat_contracts.services import BY_NAME, SERVICES, optional_setting
 from chat_testkit.cluster import NatsCluster
+from chat_testkit.sentinel import MASTER, RedisSentinelSet
 from chat_testkit.servers import NatsServer, RedisServer, ServiceProcess
 
 AUDIENCE = "chat-test"
@@ -48,6 +49,10 @@ class Stack:
     cluster: NatsCluster | None = None
     #: The NATS node each process was started on (0 with a single server).
     node_of: dict[str, int] = field(default_factory=dict)
+    #: True: Redis is a primary, a replica and three sentinels (`RedisSentinelSet`), and
+    #: every process finds the primary through the sentinels.
+    redis_sentinel: bool = False
+    sentinel: RedisSentinelSet | None = None
 
     def nats_url(self, node: int = 0) -> str:
         """`CHAT_NATS_URL` for a process on `node`."""
@@ -58,13 +63,21 @@ class Stack:
 
     def env(self, node: int = 0, **extra: str) -> dict[str, str]:
         """The environment every service of this stack gets (attached to `node`)."""
-        assert self.redis is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        if self.sentinel is not None:
+            env.update(
+                # Only its options count (database 0); the address comes from the sentinels.
+                CHAT_REDIS_URL=f"redis://127.0.0.1:{self.sentinel.primary.port}/0",
+                CHAT_REDIS_SENTINELS=self.sentinel.addresses,
+                CHAT_REDIS_SENTINEL_MASTER=MASTER,
+            )
+        else:
+            assert self.redis is not None
+            env.update(CHAT_REDIS_URL=self.redis.url)
         env.update(
             CHAT_NATS_URL=self.nats_url(node),
             # Listed order, so that a process stays on its node until that node dies.
             CHAT_NATS_RANDOMIZE="false",
-            CHAT_REDIS_URL=self.redis.url,
             CHAT_STORE="sqlite",
             CHAT_SQLITE_DIR=str(self.workdir / "data"),
             CHAT_JWT_SECRET=self.secret,
@@ -86,7 +99,10 @@ class Stack:
             self.cluster = NatsCluster(self.workdir / "nats", self.nats_nodes)
         else:
             self.nats = NatsServer(self.workdir)
-        self.redis = RedisServer(self.workdir)
+        if self.redis_sentinel:
+            self.sentinel = RedisSentinelSet(self.workdir / "redis")
+        else:
+            self.redis = RedisServer(self.workdir)
         for service in self.workers:
             self.add(service, service)
         for index in range(self.gateways):
@@ -129,11 +145,13 @@ class Stack:
     def stop(self) -> dict[str, int | None]:
         """Stop services (SIGTERM, so they drain), then Redis and NATS; exit statuses."""
         statuses = {name: proc.stop() for name, proc in self.processes.items()}
-        for server in (self.redis, self.nats, self.cluster):
+        for server in (self.redis, self.sentinel, self.nats, self.cluster):
             if server is not None:
                 server.stop()
         return statuses
 
     def logs(self) -> str:
         """The end of every service log (printed when a test fails)."""
-        return "\n".join(f"--- {n}\n{p.tail()}" for n, p in self.processes.items())
+        services = "\n".join(f"--- {n}\n{p.tail()}" for n, p in self.processes.items())
+        servers = [s.logs() for s in (self.cluster, self.sentinel) if s is not None]
+        return "\n".join([services, *servers])

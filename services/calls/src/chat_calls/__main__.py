@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from chat_calls.handlers import DOMAIN, CallHandlers
 from chat_calls.settings import CallsSettings
 from chat_calls.state import CallState
@@ -19,6 +17,7 @@ from chat_calls.store.sqlite import SqliteCallStore
 from chat_calls.sweeper import Sweeper
 from chat_runtime.bus import Bus
 from chat_runtime.clock import SystemClock, TimeOrderedIds
+from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import main, opened_store
 from chat_runtime.worker import Router
 
@@ -30,7 +29,7 @@ async def build(settings: CallsSettings, bus: Bus) -> AsyncIterator[Router]:
     """Redis and the store open, the sweeper running, for as long as the router serves."""
     sqlite: Callable[[Path], CallStore] = SqliteCallStore
     mongo: Callable[[str, str], CallStore] = MongoCallStore
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings)
     clock = SystemClock()
     state = CallState(redis, settings.timing)
     try:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from chat_calls import domain
 from chat_calls.turn import CREDENTIAL_TTL_S, IceConfig
-from chat_runtime.settings import BaseSettings
+from chat_runtime.redis_client import RedisSettings
 
 #: How often some replica sweeps deadlines and presence (ms): timeouts fire at most
 #: this late.
 SWEEP_INTERVAL_MS = 500
 
 
-class CallsSettings(BaseSettings, kw_only=True, frozen=True):
-    """Redis (call state), ICE servers, and the call time rules."""
+class CallsSettings(RedisSettings, kw_only=True, frozen=True):
+    """Redis (call state; `RedisSettings`), ICE servers, and the call time rules."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
     #: STUN URLs handed out as they are (`stun:stun.example.org:3478`).
     stun_urls: list[str] = []
     #: TURN URLs (`turn:turn.example.org:3478?transport=udp`, `turns:...:5349`) and the

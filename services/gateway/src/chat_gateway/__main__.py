@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from chat_gateway.app import Gateway
 from chat_gateway.lean import LeanServer
@@ -14,6 +13,7 @@ from chat_gateway.resp import redis_options
 from chat_gateway.settings import GatewaySettings
 from chat_runtime.bus import Bus
 from chat_runtime.logs import LIFECYCLE, setup_logging
+from chat_runtime.redis_client import connect_redis
 from chat_runtime.settings import exit_on_error, load_settings
 from chat_runtime.worker import run, wait_for_shutdown
 
@@ -26,7 +26,7 @@ async def serve(settings: GatewaySettings) -> None:
         settings.nats_url, name=f"gateway-{settings.node_id}", randomize=settings.nats_randomize
     )
     # Every call has a reply deadline: a hung Redis gives retry acks, not silence.
-    redis = Redis.from_url(settings.redis_url, **redis_options(settings.redis_timeout_ms))
+    redis = connect_redis(settings, **redis_options(settings.redis_timeout_ms))
     gateway = Gateway(settings, bus, redis)
     # A pending long-poll request may hold shutdown for its full 25 s ping interval;
     # 3 s is plenty for the last responses to flush.

@@ -53,6 +53,7 @@ from chat_gateway.settings import GatewaySettings
 from chat_gateway.typing_relay import TypingRelay
 from chat_runtime.bus import Bus, QueryError, encode, encode_json
 from chat_runtime.clock import Clock, SystemClock, iso
+from chat_runtime.redis_client import primary_locator
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ class Gateway:
         self.presence = Presence(
             redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
         )
-        self.limiter = RateLimiter(settings.redis_url, settings.redis_timeout_ms)
+        # Behind Sentinel, the limiter's own connection finds the primary the same way.
+        self.limiter = RateLimiter(
+            settings.redis_url, settings.redis_timeout_ms, primary_locator(settings)
+        )
         self.typing = TypingRelay(redis, settings.typing_expiry_ms, self._typing_expired)
         self._bucket_of = buckets_by_event(settings)
         #: One JSON decoder per event, built once (msgspec: reuse decoders).

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from chat_contracts import routes
 from chat_gateway import redis_scripts
-from chat_gateway.resp import DEFAULT_TIMEOUT_MS, ScriptRunner
+from chat_gateway.resp import DEFAULT_TIMEOUT_MS, Locate, ScriptRunner
 from chat_gateway.settings import GatewaySettings
 
 
@@ -47,9 +47,11 @@ def buckets_by_event(settings: GatewaySettings) -> dict[str, Bucket]:
 class RateLimiter:
     """Takes one token per event from the user's bucket for that kind of event."""
 
-    def __init__(self, redis_url: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+    def __init__(
+        self, redis_url: str, timeout_ms: int = DEFAULT_TIMEOUT_MS, locate: Locate | None = None
+    ) -> None:
         # Its own pipelined connection (see resp.py): this runs once per client event.
-        self._script = ScriptRunner(redis_url, redis_scripts.TOKEN_BUCKET, timeout_ms)
+        self._script = ScriptRunner(redis_url, redis_scripts.TOKEN_BUCKET, timeout_ms, locate)
 
     def close(self) -> None:
         """Close the limiter's Redis connection."""

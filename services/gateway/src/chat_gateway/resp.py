@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import ssl
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -98,6 +99,10 @@ def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
     raise RespError(f"unexpected reply type {kind!r}")
 
 
+#: Where the primary is now (`chat_runtime.redis_client.primary_locator`: asks Sentinel).
+Locate = Callable[[], Awaitable[tuple[str, int]]]
+
+
 class ScriptRunner(asyncio.Protocol):
     """Runs one Lua script with EVALSHA over a single pipelined connection.
 
@@ -105,13 +110,25 @@ class ScriptRunner(asyncio.Protocol):
     oldest one is enough, from one timer re-armed while requests wait (no timer per
     call). When it passes, the connection is dropped and every waiting call fails with
     `RespError`; the next call reconnects.
+
+    With `locate` (Sentinel), every (re)connect asks it for the primary's address instead
+    of using the URL's (whose password, database and TLS still apply). A READONLY reply
+    (a server demoted by a failover, or a managed Redis whose endpoint moved) drops the
+    connection, so the next call connects again, to the new primary.
     """
 
-    def __init__(self, url: str, script: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        url: str,
+        script: str,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        locate: Locate | None = None,
+    ) -> None:
         scheme = urlsplit(url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
         self._url = url
+        self._locate = locate
         self._tls = tls_context(url)
         self._script = script.encode()
         self._sha = hashlib.sha1(self._script).hexdigest().encode()
@@ -133,6 +150,8 @@ class ScriptRunner(asyncio.Protocol):
         if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
             reply = await self._send(b"EVAL", self._script, *words)
         if isinstance(reply, RespError):
+            if str(reply).startswith("READONLY") and self._transport is not None:
+                self._transport.abort()
             raise reply
         return reply
 
@@ -140,7 +159,7 @@ class ScriptRunner(asyncio.Protocol):
         if not self._ready:
             try:
                 await self._connect()
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, RedisError) as exc:  # RedisError: no primary known
                 raise RespError(f"cannot reach redis: {exc!r}") from exc
         return await self._request(*command)
 
@@ -194,10 +213,12 @@ class ScriptRunner(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         url = urlsplit(self._url)
         async with asyncio.timeout(self._timeout):
-            if url.scheme == "unix":
+            if url.scheme == "unix" and self._locate is None:
                 await loop.create_unix_connection(lambda: self, url.path)
             else:
                 host, port = url.hostname or "127.0.0.1", url.port or 6379
+                if self._locate is not None:
+                    host, port = await self._locate()
                 await loop.create_connection(
                     lambda: self,
                     host,

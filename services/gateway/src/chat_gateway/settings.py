@@ -8,7 +8,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from chat_contracts import limits, services
-from chat_runtime.settings import BaseSettings
+from chat_runtime.redis_client import RedisSettings
 
 #: HS256 needs at least 256 bits of key (RFC 7518 section 3.2).
 MIN_SECRET_BYTES: Final = 32
@@ -16,7 +16,7 @@ MIN_SECRET_BYTES: Final = 32
 PLACEHOLDER_SECRETS: Final = ("replace-me", "changeme", "change-me", "your-secret", "example")
 
 
-class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
+class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     """Everything the gateway reads from the environment."""
 
     #: HS256 shared secret; or `jwt_public_key` (PEM text or a path to a PEM/JWKS file).
@@ -28,7 +28,6 @@ class GatewaySettings(BaseSettings, kw_only=True, frozen=True):
     #: Clock skew tolerated between the token issuer and us (s), at the handshake and
     #: when a connected socket's token expires.
     jwt_leeway_s: int = 30
-    redis_url: str = "redis://127.0.0.1:6379/0"
     gateway_host: str = "127.0.0.1"
     #: 0 picks a free port (tests); the bound port is logged in the ready line.
     gateway_port: int = 8080
