@@ -6,14 +6,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from chat_runtime.redis_client import (
-    DEFAULT_MASTER,
-    RedisSettings,
-    connect_redis,
-    primary_locator,
-    url_options,
-)
-from chat_runtime.settings import SettingsError, load_settings
+from chat_runtime.redis_client import DEFAULT_MASTER, connect_redis, primary_locator, url_options
+from chat_runtime.settings import RedisSettings, SettingsError, load_settings
 
 
 def test_sentinels_are_a_comma_separated_list_of_host_port() -> None:

@@ -17,7 +17,8 @@ import pytest
 
 from chat_gateway import redis_scripts
 from chat_gateway.resp import RespError, ScriptRunner
-from chat_runtime.redis_client import RedisSettings, primary_locator
+from chat_runtime.redis_client import primary_locator
+from chat_runtime.settings import RedisSettings
 from chat_testkit.sentinel import MASTER, RedisSentinelSet
 from chat_testkit.servers import Missing
 

@@ -25,11 +25,17 @@ from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat_contracts import ErrorCode, RetryableError
-from chat_runtime.settings import BaseSettings
+from chat_runtime.settings import DEFAULT_SENTINEL_MASTER as DEFAULT_MASTER
+from chat_runtime.settings import RedisSettings, sentinel_address
 
-#: The Sentinel service name when `CHAT_REDIS_SENTINEL_MASTER` is not set (Redis' own
-#: example name, and the Bitnami Helm chart's default).
-DEFAULT_MASTER: Final = "mymaster"
+__all__ = [
+    "DEFAULT_MASTER",
+    "RedisSettings",
+    "connect_redis",
+    "primary_locator",
+    "redis_unavailable",
+]
+
 #: Deadline of one question to one sentinel (s): a dead sentinel costs this, then the
 #: next one is asked.
 SENTINEL_TIMEOUT_S: Final = 0.5
@@ -42,28 +48,6 @@ RETRY_AFTER_MS: Final = 1_000
 #: `ConnectionError`s.)
 #: redis-py wraps socket errors in its `ConnectionError`.
 TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
-
-
-class RedisSettings(BaseSettings, kw_only=True, frozen=True):
-    """The settings of a process that uses Redis."""
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    #: Sentinels (`host:port`, comma-separated); empty = `redis_url` is the server.
-    redis_sentinels: list[str] = []
-    redis_sentinel_master: str = DEFAULT_MASTER
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for address in self.redis_sentinels:
-            sentinel_address(address)
-
-
-def sentinel_address(address: str) -> tuple[str, int]:
-    """`host:port` of one sentinel (`[v6]:port` too); ValueError when malformed."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"CHAT_REDIS_SENTINELS: {address!r} is not host:port")
-    return host.strip("[]"), int(port)
 
 
 def redis_unavailable(exc: BaseException) -> RetryableError | None:
@@ -121,8 +105,9 @@ def connect_redis(settings: RedisSettings, **options: Any) -> Redis:
     sentinel = sentinel_of(settings)
     if sentinel is None:
         return Redis.from_url(settings.redis_url, **options)
+    # Options given here win over the URL's (an ACL login from its own settings).
     client: Redis = sentinel.master_for(
-        settings.redis_sentinel_master, **url_options(settings.redis_url), **options
+        settings.redis_sentinel_master, **{**url_options(settings.redis_url), **options}
     )
     return client
 

@@ -42,6 +42,33 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("CHAT_MONGODB_URL is required when CHAT_STORE=mongo")
 
 
+#: The Sentinel service name when `CHAT_REDIS_SENTINEL_MASTER` is not set (Redis' own
+#: example name, and the Bitnami Helm chart's default).
+DEFAULT_SENTINEL_MASTER = "mymaster"
+
+
+class RedisSettings(BaseSettings, kw_only=True, frozen=True):
+    """The shared settings plus Redis (gateway, calls); see `chat_runtime.redis_client`."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Sentinels (`host:port`, comma-separated); empty = `redis_url` is the server.
+    redis_sentinels: list[str] = []
+    redis_sentinel_master: str = DEFAULT_SENTINEL_MASTER
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for address in self.redis_sentinels:
+            sentinel_address(address)
+
+
+def sentinel_address(address: str) -> tuple[str, int]:
+    """`host:port` of one sentinel (`[v6]:port` too); ValueError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"CHAT_REDIS_SENTINELS: {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chat_calls import domain
 from chat_calls.turn import CREDENTIAL_TTL_S, IceConfig
-from chat_runtime.redis_client import RedisSettings
+from chat_runtime.settings import RedisSettings
 
 #: How often some replica sweeps deadlines and presence (ms): timeouts fire at most
 #: this late.

@@ -8,7 +8,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from chat_contracts import limits, services
-from chat_runtime.redis_client import RedisSettings
+from chat_runtime.settings import RedisSettings
 
 #: HS256 needs at least 256 bits of key (RFC 7518 section 3.2).
 MIN_SECRET_BYTES: Final = 32
