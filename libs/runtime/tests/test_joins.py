@@ -129,7 +129,7 @@ async def test_room_events_after_a_join_are_copied_to_the_new_members(
 
         # Bob left: no copy for him; a room nobody joined lately: no copy, no once_id.
         await Publisher(joiner).membership("bob", leave=["g_1"])
-        other.joins.left(["carol"], ["g_1"])
+        other.joins.left(["carol", "dave"], ["g_1"])
         await joiner.flush()
         await _until(lambda: not other.joins.of("g_1"), "leave never heard")
         await seen.until_end(joiner)
