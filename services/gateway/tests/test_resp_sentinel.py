@@ -51,7 +51,7 @@ async def test_calls_follow_the_primary_through_sentinel(redis_set: RedisSentine
     async def stale_once() -> tuple[str, int]:
         return next(answers, None) or await locate()
 
-    bucket = ScriptRunner(settings.redis_url, redis_scripts.TOKEN_BUCKET, stale_once)
+    bucket = ScriptRunner(settings.redis_url, redis_scripts.TOKEN_BUCKET, locate=stale_once)
     try:
         with pytest.raises(RespError, match="READONLY"):
             await bucket(keys=["rl:t:u"], args=BUCKET)

@@ -159,6 +159,8 @@ class ScriptRunner(asyncio.Protocol):
         if not self._ready:
             try:
                 await self._connect()
+            except RespError:
+                raise  # AUTH or SELECT refused, as the server said it
             except (OSError, TimeoutError, RedisError) as exc:  # RedisError: no primary known
                 raise RespError(f"cannot reach redis: {exc!r}") from exc
         return await self._request(*command)
