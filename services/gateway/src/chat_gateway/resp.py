@@ -141,6 +141,8 @@ class ScriptRunner(asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self._buf = bytearray()
         self._out: list[bytes] = []
+        #: Set while a dropped connection has not reported `connection_lost` yet.
+        self._gone: asyncio.Future[None] | None = None
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         """The script's reply; loads the script on first use (NOSCRIPT)."""
@@ -150,10 +152,21 @@ class ScriptRunner(asyncio.Protocol):
         if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
             reply = await self._send(b"EVAL", self._script, *words)
         if isinstance(reply, RespError):
-            if str(reply).startswith("READONLY") and self._transport is not None:
-                self._transport.abort()
+            if str(reply).startswith("READONLY"):
+                await self._drop()
             raise reply
         return reply
+
+    async def _drop(self) -> None:
+        """Close the connection and wait until it is gone, so that the next call makes
+        a new one (whose `connection_made` the old one's `connection_lost` cannot undo)."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._ready = False
+        self._gone = asyncio.get_running_loop().create_future()
+        transport.abort()
+        await self._gone
 
     async def _send(self, *command: bytes) -> Any:
         if not self._ready:
@@ -271,6 +284,8 @@ class ScriptRunner(asyncio.Protocol):
         self._transport = None
         self._buf.clear()
         self._fail(RespError(f"redis connection lost: {exc}"))
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
 
     def close(self) -> None:
         """Close the connection."""
