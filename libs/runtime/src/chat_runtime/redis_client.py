@@ -42,6 +42,9 @@ SENTINEL_TIMEOUT_S: Final = 0.5
 #: What a client is told to wait before retrying while Redis is away (a failover takes
 #: 1-2 s after Sentinel's `down-after-milliseconds`).
 RETRY_AFTER_MS: Final = 1_000
+#: Connect and reply deadline of every Redis call unless the caller gives its own (s):
+#: without one, a call to a server that vanished mid-failover may wait for ever.
+DEFAULT_TIMEOUT_S: Final = 2.0
 
 #: Redis errors that mean "not reachable right now" rather than a bug: retry later.
 #: (`MasterNotFoundError` and redis-py's Sentinel "previous master is now a slave" are
@@ -100,8 +103,14 @@ def sentinel_of(settings: RedisSettings) -> Sentinel | None:
 def connect_redis(settings: RedisSettings, **options: Any) -> Redis:
     """A redis-py client: the URL's server, or the sentinels' current primary.
 
-    `options` (timeouts...) go to every connection to the server or primary.
+    `options` (timeouts...) go to every connection to the server or primary; without
+    timeouts, every call gets `DEFAULT_TIMEOUT_S` to connect and to be answered.
     """
+    options = {
+        "socket_timeout": DEFAULT_TIMEOUT_S,
+        "socket_connect_timeout": DEFAULT_TIMEOUT_S,
+        **options,
+    }
     sentinel = sentinel_of(settings)
     if sentinel is None:
         return Redis.from_url(settings.redis_url, **options)

@@ -39,6 +39,11 @@ from chat_runtime.redis_client import redis_unavailable
 
 log = logging.getLogger(__name__)
 
+#: How long a stopping worker waits for the commands under way (s): past the gateway's
+#: 5 s ack deadline their callers were told `retry` already, and a process manager's
+#: grace period (10 s in the tests, 30 s in Kubernetes) must not run out first.
+DRAIN_S = 6.0
+
 P = TypeVar("P")
 #: A client payload (the routes table's `P`) and the ack result it gets.
 CP = TypeVar("CP", bound=Payload)
@@ -215,7 +220,10 @@ class Worker:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=DRAIN_S)
+            for task in pending:
+                # Whatever holds a command this long has no deadline: say where it waits.
+                log.warning("a command still runs at shutdown: %s", task.get_stack(limit=5))
 
 
 async def wait_for_shutdown() -> None:
