@@ -103,9 +103,11 @@ async def test_room_events_after_a_join_are_copied_to_the_new_members(
     joiner = await Bus.connect(nats_url, name="joiner")
     other = await Bus.connect(nats_url, name="other")
     try:
-        for bus in (joiner, other):
-            await bus.track_joins()
+        for bus, domain in ((joiner, "groups"), (other, "messages")):
+            await bus.track_joins(domain)
             await bus.flush()
+        # Each service tells its own joins on its own subject (per-service NATS users).
+        assert joiner.joins_subject == "evt.groups.joins"
         await Publisher(joiner).to_user("bob", "group:member:added", _updated(), join=["g_1"])
         await joiner.flush()
         await _until(lambda: other.joins.of("g_1") == ["bob"], "join never heard")

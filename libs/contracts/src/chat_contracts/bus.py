@@ -107,7 +107,7 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class RoomsJoined(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """`evt.fanout.joins` (`subjects.ROOMS_JOINED`): `users` joined (or, with `left`,
+    """`evt.<domain>.joins` (`subjects.rooms_joined`): `users` joined (or, with `left`,
     left) `rooms` just now. Published by the worker that made the change, before its
     reply; every worker keeps the recent ones (`chat_runtime.joins`)."""
 

@@ -73,8 +73,17 @@ CALLS: Final = "calls"
 MEDIA: Final = "media"
 
 
-#: Room joins and leaves of any chat, heard by every worker (see `bus.RoomsJoined`).
-ROOMS_JOINED: Final = event("fanout", "joins")
+#: Room joins and leaves, each service's on its own `evt.<domain>.joins` (a NATS user
+#: per service may publish only its own events), heard by every worker through this
+#: wildcard (see `bus.RoomsJoined`).
+ROOMS_JOINED_ANY: Final = f"{EVENT_PREFIX}.*.joins"
+
+
+def rooms_joined(domain: str) -> str:
+    """Where the `domain` service tells every worker of the room joins it made."""
+    return event(domain, "joins")
+
+
 #: Membership changes of groups (see `bus.MembershipChanged`).
 GROUP_MEMBERSHIP_CHANGED: Final = event(GROUPS, "membership")
 

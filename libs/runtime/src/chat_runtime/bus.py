@@ -138,6 +138,8 @@ class Bus:
         self.nc = nc
         #: Recent room joins: this process's own, and every worker's once `track_joins`.
         self.joins = RecentJoins()
+        #: Where this process tells the others of its joins (set by `track_joins`).
+        self.joins_subject: str | None = None
 
     @classmethod
     async def connect(cls, url: str, name: str, *, randomize: bool = True, **options: Any) -> Bus:
@@ -237,9 +239,11 @@ class Bus:
         """A callback subscription (several times faster than `async for` in nats-py)."""
         return await self.nc.subscribe(subject, queue=queue, cb=callback)
 
-    async def track_joins(self) -> None:
-        """Hear every worker's room joins (`subjects.ROOMS_JOINED`) into `joins`, so
-        that this process's `Publisher` copies room events to new members."""
+    async def track_joins(self, domain: str) -> None:
+        """Hear every worker's room joins (`subjects.ROOMS_JOINED_ANY`) into `joins`, so
+        that this process's `Publisher` copies room events to new members; and tell
+        the others of this one's joins on `evt.<domain>.joins`."""
+        self.joins_subject = subjects.rooms_joined(domain)
 
         async def on_joins(msg: Msg) -> None:
             try:
@@ -252,7 +256,7 @@ class Bus:
             else:
                 self.joins.joined(change.users, change.rooms)
 
-        await self.subscribe(subjects.ROOMS_JOINED, on_joins)
+        await self.subscribe(subjects.ROOMS_JOINED_ANY, on_joins)
 
     async def flush(self) -> None:
         """Wait until the server has processed everything sent so far."""
@@ -388,13 +392,13 @@ class Publisher:
     ) -> None:
         """Record joins and leaves here and tell every worker (`Bus.track_joins`),
         before the gateways hear of them."""
+        told = self._bus.joins_subject
         if join:
             self._bus.joins.joined(users, join)
-            await self._bus.publish(
-                subjects.ROOMS_JOINED, encode(RoomsJoined(users=users, rooms=join))
-            )
+            if told is not None:
+                await self._bus.publish(told, encode(RoomsJoined(users=users, rooms=join)))
         if leave:
             self._bus.joins.left(users, leave)
-            await self._bus.publish(
-                subjects.ROOMS_JOINED, encode(RoomsJoined(users=users, rooms=leave, left=True))
-            )
+            if told is not None:
+                change = RoomsJoined(users=users, rooms=leave, left=True)
+                await self._bus.publish(told, encode(change))

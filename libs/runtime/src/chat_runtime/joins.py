@@ -13,8 +13,8 @@ So for `RECENT_JOIN_S` after a join, a room event is also copied to the new memb
 own subjects (`rt.user.<id>`, or `rt.users` for several), which their gateways have
 been subscribed to since the socket connected; gateways deliver each such event once
 per socket, from whichever copy comes first (`Fanout.once_id`). Every worker hears
-every join on `ROOMS_JOINED` (published by whoever made it, before its reply), so the
-worker that publishes the next event knows, whichever replica it is.
+every join on `evt.<domain>.joins` (published by the service that made it, before its
+reply), so the worker that publishes the next event knows, whichever replica it is.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ async def serve(name: str, settings: S, build: Build[S]) -> None:
     """Connect to NATS, serve the router until SIGTERM/SIGINT, then drain and close."""
     bus = await Bus.connect(settings.nats_url, name=name, randomize=settings.nats_randomize)
     # Before serving: the first command may publish into a room someone just joined.
-    await bus.track_joins()
+    await bus.track_joins(name)
     async with build(settings, bus) as router:
         worker = Worker(bus, router, settings.max_in_flight)
         await worker.start()
