@@ -373,6 +373,11 @@ def build(gateways: int) -> tuple[list[Child], list[str]]:
             notes.append(f"{service.package} has no __main__ yet: skipped")
     for service in workers:
         children.append(Child(service.name, [python, "-m", service.package], dict(base)))
+    if importlib.util.find_spec("chat_users.notifications") is not None:
+        # The users service's second process: push delivery (the `log` provider unless
+        # CHAT_PUSH_* configure real ones; README, Push notifications).
+        notify = [python, "-m", "chat_users.notifications"]
+        children.append(Child("notifications", notify, dict(base)))
     return children, notes
 
 

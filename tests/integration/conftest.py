@@ -16,6 +16,10 @@ from chat_testkit.stack import Stack
 #: Protocol timings shortened for the suite (same code paths, smaller numbers).
 GRACE_MS = 1_000
 TYPING_EXPIRY_MS = 1_500
+#: Gateways beat this often; the users sweep takes one silent for the TTL for dead.
+HEARTBEAT_MS = 200
+HEARTBEAT_TTL_MS = 1_000
+SWEEP_MS = 100
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +30,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         overrides={
             "CHAT_PRESENCE_GRACE_MS": str(GRACE_MS),
             "CHAT_TYPING_EXPIRY_MS": str(TYPING_EXPIRY_MS),
+            "CHAT_HEARTBEAT_MS": str(HEARTBEAT_MS),
+            "CHAT_HEARTBEAT_TTL_MS": str(HEARTBEAT_TTL_MS),
+            "CHAT_PRESENCE_SWEEP_MS": str(SWEEP_MS),
+            "CHAT_STATUS_SWEEP_MS": str(SWEEP_MS),
             # A closing long-polling client waits out the pending poll (one interval).
             "CHAT_PING_INTERVAL_MS": "3000",
             "CHAT_PING_TIMEOUT_MS": "5000",

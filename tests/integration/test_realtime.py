@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from chat_contracts import limits
 from tests.integration.conftest import GRACE_MS, TYPING_EXPIRY_MS, Connect, cmid, make_group
 
 
@@ -80,6 +81,16 @@ async def test_typing_in_a_dm_by_peer(connect: Connect, uid: Callable[[str], str
     alice, bob = uid("alice"), uid("bob")
     alice_a = await connect(alice, gateway=0)
     bob_b = await connect(bob, gateway=1, name="Bob")
+    # No DM between them yet: typing by targetUserId reaches no one (issue 6).
+    await bob_b.emit("typing:start", {"targetUserId": alice})
+    await alice_a.assert_silent("typing:start", window=0.5)
+    sent = await bob_b.call(
+        "message:send",
+        {"clientMessageId": cmid(), "targetUserId": alice, "type": "TEXT", "content": "hi"},
+    )
+    assert sent["status"] == "ok", sent
+    await alice_a.wait_for("message:new")
+    await bob_b.emit("typing:stop", {"targetUserId": alice})
     await bob_b.emit("typing:start", {"targetUserId": alice})
     event = await alice_a.wait_for("typing:start")
     assert event == {"userId": bob, "userName": "Bob"}
@@ -133,3 +144,20 @@ async def test_presence_online_offline_with_grace(
     assert offline["userId"] == bob
     assert offline["lastSeenAt"].endswith("Z")
     await stranger.assert_silent("presence:update", window=0.2)
+
+
+async def test_no_typing_in_groups_above_100_members_whatever_field_names_them(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    owner_id, member_id = uid("owner"), uid("member")
+    owner = await connect(owner_id, gateway=0)
+    others = [uid(f"x{n:03d}") for n in range(limits.TYPING_MAX_GROUP_SIZE - 1)]
+    big = await make_group(owner, member_id, *others)  # 101 members with the owner
+    small = await make_group(owner, member_id, name="small")
+    member = await connect(member_id, gateway=1)
+
+    await owner.emit("typing:start", {"conversationId": small})
+    assert (await member.wait_for("typing:start"))["groupId"] == small  # the relay works
+    for field in ("groupId", "conversationId"):
+        await owner.emit("typing:start", {field: big})
+    await member.assert_silent("typing:start", window=0.5)

@@ -453,6 +453,8 @@ export interface NotificationRegister {
   deviceId: string;
   platform: "android" | "ios" | "web";
   token: string;
+  provider?: "apns" | "fcm";
+  previews?: boolean;
 }
 
 /** `notification:unregister`. */

@@ -28,8 +28,8 @@ from chat_runtime.bus import Bus, encode
 from chat_runtime.clock import ManualClock, TimeOrderedIds
 from chat_runtime.presence import conns_key
 from chat_runtime.worker import Router, Worker
-from chat_users.handlers import UserHandlers
-from chat_users.store import SqliteUserStore
+from chat_users.handlers import user_handlers
+from chat_users.store.sqlite import SqliteUserStore
 
 OFFER_SDP = (
     "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -145,7 +145,7 @@ async def h(nats_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Harn
     # The real users worker answers the block/devices queries (as deployed).
     users_store = SqliteUserStore(tmp_path / "users.sqlite3")
     await users_store.open()
-    users = Worker(bus, UserHandlers(users_store).router())
+    users = Worker(bus, user_handlers(users_store, bus).router())
     await users.start()
     store = SqliteCallStore(tmp_path / "calls.sqlite3")
     await store.open()

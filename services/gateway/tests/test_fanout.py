@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import pytest_asyncio
@@ -153,3 +155,57 @@ async def test_one_users_delivery_joins_and_reaches_only_the_listed_local_users(
     await bob.wait_count(4)
     await carol.wait_count(4)
     assert dave.texts == []
+
+
+# --- one event published on several rooms (presence, status) ---------------------
+
+
+@dataclass
+class FakeConn:
+    sid: str
+    frames: list[str] = field(default_factory=list)
+
+    def send(self, frame: OutFrame) -> None:
+        self.frames.append(frame.text)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeMsg:
+    subject: str
+    data: bytes
+
+
+def _sockets(registry: Registry, user: str, rooms: list[str], sid: str) -> FakeConn:
+    conn = FakeConn(sid)
+    registry.add_socket(conn, Actor(user_id=user, name=user))
+    registry.join_user(user, rooms)
+    return conn
+
+
+async def test_an_event_on_several_rooms_reaches_each_socket_once_minus_hidden_users() -> None:
+    registry = Registry()
+    both = _sockets(registry, "cat", ["c_1", "g_1"], "s-cat")
+    only_dm = _sockets(registry, "dee", ["c_1"], "s-dee")
+    blocked = _sockets(registry, "eve", ["g_1"], "s-eve")
+    subject_user = _sockets(registry, "ann", ["c_1", "g_1"], "s-ann")
+    delivery = Delivery(None, registry)  # type: ignore[arg-type]  # no NATS needed
+    body = msgspec.msgpack.encode(
+        Fanout(
+            event="presence:update",
+            data=b'{"userId":"ann","status":"offline"}',
+            more=[Frame("presence:last_seen", b'{"userId":"ann"}')],
+            dedupe_id="d1",
+            skip_user="ann",
+            skip_users=["eve"],
+        )
+    )
+    for room in ("c_1", "g_1"):  # the same bytes on each room
+        msg: Any = FakeMsg(subjects.room(room), body)
+        await delivery._on_message(msg)
+    assert [json.loads(f[1:])[0] for f in both.frames] == ["presence:update", "presence:last_seen"]
+    assert len(only_dm.frames) == 2
+    assert blocked.frames == []
+    assert subject_user.frames == []

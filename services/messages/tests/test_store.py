@@ -705,6 +705,16 @@ async def test_mute_until_forever_and_clear(store: MessageStore) -> None:
     assert cleared.muted is False
 
 
+async def test_muted_among_for_push(store: MessageStore) -> None:
+    await store.set_mute("amy", "g_1", T0 + timedelta(hours=1))
+    await store.set_mute("bob", "g_1", None)
+    await store.set_mute("cat", "g_2", None)
+    users = ["amy", "bob", "cat", "dan"]
+    assert await store.muted_among("g_1", users, T0) == ["amy", "bob"]
+    assert await store.muted_among("g_1", users, T0 + timedelta(hours=2)) == ["bob"]
+    assert await store.muted_among("g_2", ["amy"], T0) == []
+
+
 async def test_forwarded_from_round_trips(store: MessageStore) -> None:
     source = (await send(store, G1, content="fwd me")).message
     fwd = msgspec.structs.replace(

@@ -9,7 +9,9 @@ import pytest
 import pytest_asyncio
 
 from chat_testkit.stores import contract_store
-from chat_users.store import MongoUserStore, SqliteUserStore, UserStore
+from chat_users.store import UserStore
+from chat_users.store.mongo import MongoUserStore
+from chat_users.store.sqlite import SqliteUserStore
 
 
 @pytest_asyncio.fixture(params=["sqlite", "mongo"])

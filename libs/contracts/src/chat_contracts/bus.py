@@ -95,7 +95,7 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     to_sid: str | None = None
     skip_sid: str | None = None
     skip_user: str | None = None
-    rooms: list[str] = []
+    rooms: list[Id] = []
     dedupe_id: str | None = None
     join: list[str] = []
     leave: list[str] = []
@@ -104,6 +104,9 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     users: list[Id] = []
     once_id: str | None = None
     room_copy: Id | None = None
+    #: Users whose sockets must not get it (privacy: the users with a block between them
+    #: and the subject of a presence or status event).
+    skip_users: list[Id] = []
 
 
 class RoomsJoined(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -176,6 +179,9 @@ class PresenceChanged(msgspec.Struct, kw_only=True, rename="camel", omit_default
     at: str
     name: str | None = None
     avatar: str | None = None
+    #: The user's chats as the announcing gateway knows them (its rooms): the contacts
+    #: the change is published to, without the users service asking for them again.
+    rooms: list[Id] = []
 
 
 # --- Cross-service queries fixed up front so the people, calls and messages work agree ---
@@ -223,3 +229,74 @@ class CallPush(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True)
     caller_id: Id
     caller_name: str
     call_type: str
+
+
+# --- people: blocks, presence fan-out, hidden sets (users service) -----------------
+
+
+class HiddenQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """`cmd.users.hidden`: every user with a block between them and `user_id` (either way).
+
+    The set form of `BlockQuery` (same rule): caches that check many pairs of one user
+    (the messages send path, the gateway's typing relay) ask once per user.
+    """
+
+    user_id: Id
+
+
+class Hidden(msgspec.Struct, kw_only=True, rename="camel"):
+    """The answer to `HiddenQuery`."""
+
+    user_ids: list[Id]
+
+
+class BlockChanged(msgspec.Struct, kw_only=True, rename="camel"):
+    """`evt.users.block`: `blocker_id` blocked (`blocked` True) or unblocked `blocked_id`.
+
+    Published after the write is durable; every cache of block answers drops both users.
+    """
+
+    blocker_id: Id
+    blocked_id: Id
+    blocked: bool
+
+
+# --- push notifications -----------------------------------------------------------
+
+
+class MessagePush(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """A new message, for push delivery (one per stored, non-duplicate message).
+
+    The notifications worker (users) pushes it to every recipient without a connected
+    socket. `recipient_ids` is set for a DM (its peer); for a group the worker asks the
+    groups service for the members.
+    """
+
+    message_id: Id
+    chat_id: Id
+    sender_id: Id
+    sender_name: str
+    type: str
+    content: str = ""
+    recipient_ids: list[Id] = []
+    created_at: str = ""
+
+
+class MessagePushes(msgspec.Struct, kw_only=True, rename="camel"):
+    """`evt.messages.new` (JetStream stream `PUSH`): the new messages of a few ms of one
+    messages worker, in send order (one stream write per batch, not per message)."""
+
+    events: list[MessagePush]
+
+
+class MutedQuery(msgspec.Struct, kw_only=True, rename="camel"):
+    """`cmd.messages.muted`: which of `user_ids` have `chat_id` muted now (no push)."""
+
+    chat_id: Id
+    user_ids: list[Id]
+
+
+class Muted(msgspec.Struct, kw_only=True, rename="camel"):
+    """The answer to `MutedQuery`."""
+
+    user_ids: list[Id]

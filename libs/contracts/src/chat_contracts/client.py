@@ -359,7 +359,14 @@ class NotificationRegister(Payload, kw_only=True):
 
     device_id: Id
     platform: Literal["ios", "android", "web"]
+    #: FCM registration token (android, ios through FCM), APNs device token (ios, hex),
+    #: or for web the browser's PushSubscription as JSON (`endpoint`, `keys.p256dh`,
+    #: `keys.auth`).
     token: Annotated[str, Meta(min_length=1, max_length=4_096)]
+    #: iOS only: "apns" when `token` is an APNs device token (default: an FCM token).
+    provider: Literal["fcm", "apns"] | None = None
+    #: False: pushes to this device carry no message text ("New message").
+    previews: bool = True
 
 
 class NotificationUnregister(Payload, kw_only=True):

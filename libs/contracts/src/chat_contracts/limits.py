@@ -73,3 +73,8 @@ MAX_REACTIONS_PER_USER: Final = 20
 MAX_SEARCH_QUERY: Final = 256
 DEFAULT_SEARCH_LIMIT: Final = 20
 MAX_SEARCH_LIMIT: Final = 100
+#: Presence and custom status are pushed on a group's room only up to this many members;
+#: past it members page online users with `presence:query` (README, Presence).
+PRESENCE_FANOUT_MAX_GROUP: Final = 100
+#: Push: at most this many registered devices per user (the oldest is dropped).
+MAX_PUSH_DEVICES: Final = 25

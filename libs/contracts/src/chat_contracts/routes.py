@@ -180,16 +180,15 @@ GROUP_GET: Final = Route("group:get", c.GroupRef, s.GROUPS, "get", o.GroupResult
 
 # --- users -------------------------------------------------------------------
 
-STATUS_SET: Final = Route("status:set", c.StatusSet, s.USERS, "status_set", o.Empty, served=False)
-USER_BLOCK: Final = Route("user:block", c.UserRef, s.USERS, "block", o.Empty, served=False)
-USER_UNBLOCK: Final = Route("user:unblock", c.UserRef, s.USERS, "unblock", o.Empty, served=False)
+STATUS_SET: Final = Route("status:set", c.StatusSet, s.USERS, "status_set", o.Empty)
+USER_BLOCK: Final = Route("user:block", c.UserRef, s.USERS, "block", o.Empty)
+USER_UNBLOCK: Final = Route("user:unblock", c.UserRef, s.USERS, "unblock", o.Empty)
 NOTIFICATION_REGISTER: Final = Route(
     "notification:register",
     c.NotificationRegister,
     s.USERS,
     "device_register",
     o.Empty,
-    served=False,
 )
 NOTIFICATION_UNREGISTER: Final = Route(
     "notification:unregister",
@@ -197,7 +196,6 @@ NOTIFICATION_UNREGISTER: Final = Route(
     s.USERS,
     "device_unregister",
     o.Empty,
-    served=False,
 )
 PRESENCE_LAST_SEEN: Final = Route(
     "presence:last_seen",

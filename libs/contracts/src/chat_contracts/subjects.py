@@ -90,3 +90,11 @@ GROUP_MEMBERSHIP_CHANGED: Final = event(GROUPS, "membership")
 
 #: A callee with no connected socket but push devices is rung through them (`bus.CallPush`).
 CALL_PUSH: Final = event(CALLS, "push")
+
+#: Blocks and unblocks (see `bus.BlockChanged`): caches of block answers drop entries.
+USER_BLOCK_CHANGED: Final = event(USERS, "block")
+
+#: New messages for push delivery (`bus.MessagePushes`), kept in the JetStream stream
+#: `PUSH_STREAM` with call pushes (`CALL_PUSH`), consumed by the notifications worker.
+MESSAGE_PUSH: Final = event(MESSAGES, "new")
+PUSH_STREAM: Final = "PUSH"

@@ -36,6 +36,9 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: How many commands one worker process runs at once.
     max_in_flight: int = 64
+    #: JetStream storage of the push stream (`chat_runtime.jetstream`): `file` survives a
+    #: nats-server restart; `memory` only a worker restart, and costs no disk I/O.
+    push_stream_storage: Literal["file", "memory"] = "file"
 
     def __post_init__(self) -> None:
         if self.store == "mongo" and not self.mongodb_url:

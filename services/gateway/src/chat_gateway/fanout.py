@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 _decoder = msgspec.msgpack.Decoder(Fanout)
 
-#: Presence is published once per room of the user; remember this many dedupe ids so
-#: that a gateway holding sockets in several of those rooms emits it once per socket.
+#: Presence and status are published once per room of the user, the same bytes on each
+#: room; remember this many dedupe ids (with the sockets already reached) so that a
+#: socket in several of those rooms gets the event once.
 DEDUPE_MEMORY = 4_096
 #: Room events copied to new members (`Fanout.once_id`, see chat_runtime.joins) may come
 #: twice; the sockets each of the last this many was given to. Both copies are published
@@ -78,7 +79,7 @@ class Delivery:
         self._bus = bus
         self._registry = registry
         self._subs: dict[str, Subscription] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, set[str]] = OrderedDict()
         self._served: OrderedDict[str, set[str]] = OrderedDict()
         self._inbox: deque[Msg] = deque()
         self._wakeup = asyncio.Event()
@@ -180,7 +181,7 @@ class Delivery:
     async def _on_room(self, room: str, fanout: Fanout) -> None:
         if fanout.event:
             if fanout.dedupe_id is not None:
-                self._emit_once(fanout)
+                self._emit_once(room, fanout)
             else:
                 targets = self._registry.by_room.get(room)
                 if targets:
@@ -207,18 +208,28 @@ class Delivery:
         if fanout.room_copy is not None and fanout.close_room:
             await self.apply(self._registry.close_room(fanout.room_copy))
 
-    def _emit_once(self, fanout: Fanout) -> None:
-        """An event published on several rooms: the first copy goes to all of them here."""
+    def _emit_once(self, room: str, fanout: Fanout) -> None:
+        """One copy of an event published on several rooms: to this room's local sockets
+        (and those of `rooms`, when the publisher listed them) that no earlier copy reached.
+        """
         key = fanout.dedupe_id or ""
-        if key in self._seen:
-            return
-        self._seen[key] = None
-        if len(self._seen) > DEDUPE_MEMORY:
-            self._seen.popitem(last=False)
+        reached = self._seen.get(key)
+        if reached is None:
+            reached = self._seen[key] = set()
+            if len(self._seen) > DEDUPE_MEMORY:
+                self._seen.popitem(last=False)
         union: dict[str, Connection] = {}
-        for room in fanout.rooms:
-            union.update(self._registry.by_room.get(room, {}))
-        self._emit(fanout, OutFrame.event(fanout.event, fanout.data), union.items())
+        for name in (room, *fanout.rooms):
+            for sid, conn in self._registry.by_room.get(name, {}).items():
+                if sid not in reached:
+                    union[sid] = conn
+        if not union:
+            return
+        reached.update(union)
+        frame = OutFrame.event(fanout.event, fanout.data)
+        self._emit(fanout, frame, union.items())
+        for extra in fanout.more:
+            self._emit(fanout, OutFrame.event(extra.event, extra.data), union.items())
 
     def _emit(
         self,
@@ -235,12 +246,17 @@ class Delivery:
             self._registry.by_user.get(fanout.skip_user, ()) if fanout.skip_user else ()
         )
         skip_sid = fanout.skip_sid
+        skip_users = (
+            {sid for user in fanout.skip_users for sid in self._registry.by_user.get(user, ())}
+            if fanout.skip_users
+            else ()
+        )
         count = 0
         if served is not None:
             targets = [(sid, conn) for sid, conn in targets if sid not in served]
             served.update(sid for sid, _ in targets)
         for sid, conn in targets:
-            if sid == skip_sid or sid in skip_user:
+            if sid == skip_sid or sid in skip_user or sid in skip_users:
                 continue
             conn.send(frame)
             count += 1

@@ -6,9 +6,11 @@ on (two devices of one user connecting through different gateways at once).
 
 from __future__ import annotations
 
-#: KEYS: conns zset, grace key. ARGV: node id, lease expiry (ms).
+#: KEYS: conns zset, grace key, this gateway's user set, pending zset.
+#: ARGV: node id, lease (ms), user id.
 #: Adds this gateway's lease; returns 1 when the user was neither online nor in the
-#: offline grace period (so "online" must be announced), else 0.
+#: offline grace period (so "online" must be announced), else 0 (a reconnect within the
+#: grace cancels the pending offline announcement: nothing is announced either way).
 CONNECT = """
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -16,36 +18,30 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 local before = redis.call('ZCARD', KEYS[1])
 redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('SADD', KEYS[3], ARGV[3])
 local resumed = redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[4], ARGV[3])
 if before == 0 and resumed == 0 then return 1 end
 return 0
 """
 
-#: KEYS: conns zset, grace key. ARGV: node id, grace token, grace (ms).
-#: Drops this gateway's lease; returns 1 when no socket of the user is left anywhere
-#: (the caller then waits out the grace period and calls EXPIRE with the same token).
+#: KEYS: conns zset, grace key, this gateway's user set, pending zset.
+#: ARGV: node id, user id, grace (ms), grace marker ttl (ms).
+#: Drops this gateway's lease; when no socket of the user is left anywhere, starts the
+#: grace: the marker holds this moment (the last seen) and the pending entry the end of
+#: the grace, when the users service's sweep announces offline. Returns 1 then, else 0.
 DISCONNECT = """
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('SREM', KEYS[3], ARGV[2])
 if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]) * 3)
+  redis.call('SET', KEYS[2], now_ms, 'PX', tonumber(ARGV[4]))
+  redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[3]), ARGV[2])
   return 1
 end
 return 0
-"""
-
-#: KEYS: conns zset, grace key. ARGV: grace token.
-#: Returns 1 when the grace period ended with no reconnect (announce "offline").
-EXPIRE = """
-local now = redis.call('TIME')
-local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-if redis.call('ZCARD', KEYS[1]) > 0 then return 0 end
-return 1
 """
 
 #: KEYS: bucket hash. ARGV: refill rate (tokens per ms), burst.
@@ -71,4 +67,35 @@ end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now_ms)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
 return {allowed, wait}
+"""
+
+#: KEYS: gateway heartbeats zset, this gateway's user set, pending zset.
+#: ARGV: node id, grace (ms), grace marker ttl (ms), then the user ids with a socket
+#: here now. At start: a predecessor with the same node id that died (SIGKILL, then a
+#: restart within the heartbeat TTL, before any sweep saw it dead) left its users in the
+#: set and their leases under this id; they get the offline grace like any dead
+#: gateway's users (last seen: its last heartbeat). Returns how many were released.
+RELEASE_PREDECESSOR = """
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local beat = redis.call('ZSCORE', KEYS[1], ARGV[1]) or now_ms
+local here = {}
+for i = 4, #ARGV do here[ARGV[i]] = true end
+local released = 0
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if not here[user] then
+    local conns = 'pr:c:' .. user
+    redis.call('ZREM', conns, ARGV[1])
+    redis.call('ZREMRANGEBYSCORE', conns, '-inf', now_ms)
+    redis.call('SREM', KEYS[2], user)
+    local marker = 'pr:g:' .. user
+    if redis.call('ZCARD', conns) == 0 and redis.call('EXISTS', marker) == 0 then
+      redis.call('SET', marker, beat, 'PX', tonumber(ARGV[3]))
+      redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[2]), user)
+    end
+    released = released + 1
+  end
+end
+redis.call('ZADD', KEYS[1], now_ms, ARGV[1])
+return released
 """

@@ -40,6 +40,10 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     #: expire after it, refreshed every third of it.
     presence_lease_ms: int = limits.PRESENCE_LEASE_MS
     presence_grace_ms: int = limits.PRESENCE_GRACE_MS
+    #: This gateway's heartbeat in Redis (ms): the users service's sweep takes a gateway
+    #: silent for `CHAT_HEARTBEAT_TTL_MS` (default 3 beats) for dead and sends its users
+    #: offline.
+    heartbeat_ms: int = 5_000
     typing_expiry_ms: int = limits.TYPING_EXPIRY_MS
     #: Per-user token buckets (PROTOCOL.md rate limits).
     rate_send_per_s: float = limits.RATE_SEND_PER_S
@@ -56,8 +60,6 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     deflate_threshold: int = limits.DEFLATE_THRESHOLD
     #: Serve `/debug/gc` (a full collection, for the benchmark's memory readings).
     debug_endpoints: bool = False
-    #: Tell a blocked user that they were blocked (PROTOCOL.md: on by default).
-    notify_blocked: bool = True
     #: The optional services (`calls`, `media`) this deployment runs; the events of the
     #: others are answered NOT_IMPLEMENTED at once instead of `retry` forever.
     optional_services: list[str] = []

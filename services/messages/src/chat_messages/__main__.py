@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from chat_contracts import limits, subjects
+from chat_messages.blocks import BlockGuard
 from chat_messages.context import Deps
 from chat_messages.groups import (
     DEFAULT_GROUPS_TIMEOUT_MS,
@@ -15,12 +16,15 @@ from chat_messages.groups import (
     CachingGroupDirectory,
 )
 from chat_messages.handlers import build_router
+from chat_messages.push import PushBatcher
 from chat_messages.rules import Rules
 from chat_messages.store import MessageStore
 from chat_messages.store.mongo import MongoMessageStore
 from chat_messages.store.sqlite import SqliteMessageStore
+from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, Publisher
 from chat_runtime.clock import Clock, SystemClock, TimeOrderedIds
+from chat_runtime.jetstream import ensure_push_stream
 from chat_runtime.service import main, opened_store
 from chat_runtime.settings import BaseSettings
 from chat_runtime.worker import Router
@@ -74,6 +78,12 @@ async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
     directory = CachingGroupDirectory(BusGroupDirectory(bus, timeout_ms=settings.groups_timeout_ms))
     # Every worker keeps its own cache, so every worker hears every change (no queue).
     await bus.subscribe(subjects.GROUP_MEMBERSHIP_CHANGED, directory.on_change)
+    hidden = HiddenSets(bus)
+    await bus.subscribe(subjects.USER_BLOCK_CHANGED, hidden.on_change)
+    blocks = BlockGuard(hidden)
+    # New messages are kept for push from the first one on (README, Push notifications).
+    await ensure_push_stream(bus, settings.push_stream_storage)
+    pushes = PushBatcher(bus)
     async with opened_store(settings, SQLITE_FILE, sqlite, mongo) as store:
         clock: Clock = (
             OffsetClock(settings.clock_offset_ms) if settings.clock_offset_ms else SystemClock()
@@ -85,8 +95,13 @@ async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
             clock=clock,
             ids=TimeOrderedIds(clock),
             rules=settings.rules(),
+            blocks=blocks,
+            pushes=pushes,
         )
-        yield build_router(deps)
+        try:
+            yield build_router(deps)
+        finally:
+            await pushes.close()
 
 
 def run() -> None:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from chat_contracts.server import SocketMessage
 from chat_messages import domain
+from chat_messages.blocks import BlockGuard
 from chat_messages.domain import StoredMessage
 from chat_messages.groups import GroupDirectory
+from chat_messages.push import PushBatcher
 from chat_messages.rules import Rules
 from chat_messages.store import MessageStore
 from chat_runtime.bus import Publisher
@@ -24,6 +26,10 @@ class Deps:
     clock: Clock
     ids: IdGenerator
     rules: Rules
+    #: DMs across a block are refused (blocks.py); None only in tests that need no users.
+    blocks: BlockGuard | None = None
+    #: The durable push event of each new message (push.py); None: no pushes.
+    pushes: PushBatcher | None = None
 
 
 async def view(store: MessageStore, message: StoredMessage) -> SocketMessage:

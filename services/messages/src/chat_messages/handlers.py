@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from chat_contracts import DomainError, ErrorCode, RetryableError, limits, routes, subjects
-from chat_contracts.bus import Actor, ChatIds, Command, Empty
+from chat_contracts.bus import Actor, ChatIds, Command, Empty, Muted, MutedQuery
 from chat_contracts.client import (
     HistoryRequest,
     MessageBroadcast,
@@ -37,6 +37,7 @@ from chat_messages.access import Access
 from chat_messages.context import Deps, view
 from chat_messages.domain import MessageDraft, Target
 from chat_messages.lifecycle import LifecycleHandlers
+from chat_messages.push import push_event
 from chat_messages.store import Appended
 from chat_runtime.clock import iso
 from chat_runtime.worker import Router
@@ -56,6 +57,8 @@ class MessageHandlers:
         self._publisher = deps.publisher
         self._clock = deps.clock
         self._ids = deps.ids
+        self._blocks = deps.blocks
+        self._pushes = deps.pushes
         self._access = Access(deps.store, deps.groups)
 
     async def send(self, cmd: Command[MessageSend]) -> MessageResult:
@@ -197,6 +200,8 @@ class MessageHandlers:
     async def _post(
         self, target: Target, draft: MessageDraft, origin_sid: str | None
     ) -> MessageResult:
+        if self._blocks is not None:  # DMs across a block: BLOCKED (send, forward, broadcast)
+            await self._blocks.check(draft.sender_id, target, self._store.conversation_ids)
         appended = await self._store.append(
             target, draft, new_conversation_id=self._ids.new(domain.DM_PREFIX)
         )
@@ -206,6 +211,8 @@ class MessageHandlers:
             # or reacted to since), and no event.
             return MessageResult(message=await view(self._store, appended.message))
         await self._fan_out_new(appended, message, origin_sid)
+        if self._pushes is not None:  # the durable push event (push.py)
+            self._pushes.add(push_event(appended))
         return MessageResult(message=message)
 
     async def _fan_out_new(
@@ -342,6 +349,13 @@ class MessageHandlers:
         """`cmd.messages.mine`: the actor's DM ids, for the gateway to join their rooms."""
         return ChatIds(chat_ids=await self._store.conversation_ids(cmd.actor.user_id))
 
+    async def muted(self, cmd: Command[MutedQuery]) -> Muted:
+        """`cmd.messages.muted`: who of the asked users muted the chat (the notifications
+        worker pushes to no one else)."""
+        query = cmd.payload
+        users = await self._store.muted_among(query.chat_id, query.user_ids, self._clock.now())
+        return Muted(user_ids=users)
+
 
 def _outcome(base: BroadcastOutcome, status: str, code: ErrorCode) -> BroadcastOutcome:
     return BroadcastOutcome(
@@ -375,4 +389,5 @@ def build_router(deps: Deps) -> Router:
     router.route(routes.CONVERSATION_MUTE, changes.mute)
     router.route(routes.CONVERSATION_UNMUTE, changes.unmute)
     router.internal("mine", Empty, core.mine)
+    router.internal("muted", MutedQuery, core.muted)
     return router

@@ -238,3 +238,7 @@ class MessageStore(Protocol):
     async def clear_mute(self, user_id: str, chat_id: str) -> bool:
         """Unmute; False if there was no mute."""
         ...
+
+    async def muted_among(self, chat_id: str, user_ids: Sequence[str], now: datetime) -> list[str]:
+        """Those of `user_ids` who have `chat_id` muted at `now` (push notifications)."""
+        ...

@@ -497,6 +497,18 @@ class MongoMessageStore(MongoCollections):
         )
         return old is None or old.get("muted_until") != until
 
+    async def muted_among(self, chat_id: str, user_ids: Sequence[str], now: datetime) -> list[str]:
+        """See `MessageStore.muted_among`."""
+        cursor = self._mutes.find(
+            {
+                "chat_id": chat_id,
+                "user_id": {"$in": list(dict.fromkeys(user_ids))},
+                "$or": [{"muted_until": None}, {"muted_until": {"$gt": now}}],
+            },
+            projection={"user_id": True},
+        )
+        return sorted([d["user_id"] async for d in cursor])
+
     async def clear_mute(self, user_id: str, chat_id: str) -> bool:
         """See `MessageStore.clear_mute`."""
         result = await self._mutes.delete_one({"user_id": user_id, "chat_id": chat_id})

@@ -513,6 +513,21 @@ class SqliteMessageStore:
 
         return await self._db.write(work)
 
+    async def muted_among(self, chat_id: str, user_ids: Sequence[str], now: datetime) -> list[str]:
+        """See `MessageStore.muted_among` (one query over the `(user_id, chat_id)` key)."""
+        ids = q.json_list(dict.fromkeys(user_ids))
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT user_id FROM mutes WHERE chat_id = ?"
+                " AND user_id IN (SELECT value FROM json_each(?))"
+                " AND (muted_until IS NULL OR muted_until > ?)",
+                (chat_id, ids, q.opt_iso(now)),
+            ).fetchall()
+            return sorted(row[0] for row in rows)
+
+        return await self._db.read(work)
+
     async def clear_mute(self, user_id: str, chat_id: str) -> bool:
         """See `MessageStore.clear_mute`."""
 
