@@ -9,13 +9,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from chat_contracts import limits, subjects
 from chat_runtime.bus import Bus
 from chat_runtime.clock import SystemClock
+from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import main, opened_store
-from chat_runtime.settings import BaseSettings
+from chat_runtime.settings import RedisSettings
 from chat_runtime.worker import Router
 from chat_users import domain
 from chat_users.directory import ChatDirectory
@@ -26,10 +25,9 @@ from chat_users.store.sqlite import SqliteUserStore
 from chat_users.sweeper import PresenceSweeper, StatusSweeper, every
 
 
-class UsersSettings(BaseSettings, kw_only=True, frozen=True):
-    """`CHAT_*` settings of the users worker."""
+class UsersSettings(RedisSettings, kw_only=True, frozen=True):
+    """`CHAT_*` settings of the users worker (Redis: presence sweeps, `RedisSettings`)."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
     #: Tell a blocked user that they were blocked (`user:blocked`; PROTOCOL.md: on).
     notify_blocked: bool = True
     #: Offline is announced this long after a user's last socket left (ms); the same
@@ -52,7 +50,7 @@ async def build(settings: UsersSettings, bus: Bus) -> AsyncIterator[Router]:
     directory = ChatDirectory(bus)
     # Every worker keeps its own size cache, so every worker hears every change.
     await bus.subscribe(subjects.GROUP_MEMBERSHIP_CHANGED, directory.on_membership)
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings)
     clock = SystemClock()
     async with opened_store(settings, "users.sqlite3", sqlite, mongo) as store:
         handlers = user_handlers(

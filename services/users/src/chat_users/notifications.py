@@ -18,7 +18,6 @@ from pathlib import Path
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from redis.asyncio import Redis
 
 from chat_contracts import subjects
 from chat_contracts.bus import CallPush, MessagePushes
@@ -26,8 +25,9 @@ from chat_runtime.bus import Bus
 from chat_runtime.clock import SystemClock
 from chat_runtime.jetstream import PullConsumer
 from chat_runtime.logs import LIFECYCLE, setup_logging
+from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import opened_store
-from chat_runtime.settings import BaseSettings, exit_on_error, load_settings
+from chat_runtime.settings import RedisSettings, exit_on_error, load_settings
 from chat_runtime.worker import run, wait_for_shutdown
 from chat_users.directory import ChatDirectory
 from chat_users.notifier import Later, Notifier
@@ -49,10 +49,9 @@ _messages = msgspec.msgpack.Decoder(MessagePushes)
 _call = msgspec.msgpack.Decoder(CallPush)
 
 
-class NotificationsSettings(BaseSettings, kw_only=True, frozen=True):
+class NotificationsSettings(RedisSettings, kw_only=True, frozen=True):
     """`CHAT_PUSH_*` settings; a provider without its settings is replaced by `log`."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
     #: FCM HTTP v1: the Firebase project and a service-account JSON key file.
     push_fcm_project: str = ""
     push_fcm_credentials: str = ""
@@ -138,7 +137,7 @@ class Handler:
 async def serve(settings: NotificationsSettings) -> None:
     """Consume until SIGTERM/SIGINT."""
     bus = await Bus.connect(settings.nats_url, name="notifications")
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings)
     sqlite: Callable[[Path], UserStore] = SqliteUserStore
     mongo: Callable[[str, str], UserStore] = MongoUserStore
     by_kind = providers(settings)
