@@ -16,6 +16,7 @@ import socketio
 from redis.asyncio import Redis
 
 from chat_testkit.client import ChatClient
+from chat_testkit.servers import ServiceProcess
 from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, cmid, extra_gateway, make_group
 
@@ -419,6 +420,87 @@ async def test_malformed_json_over_long_polling_gets_an_ack(
     for i, bad in enumerate(['["groups:list",{bad', f'["groups:list",{deep}]']):
         ack = json.loads((await exchange(f"42{i}{bad}", f"43{i}"))[3:])[0]
         assert ack["code"] == "VALIDATION_ERROR", ack
+
+
+#: The polling gateway's allowance: the refused packets below spend it exactly.
+POLLING_REFUSED_PER_MIN = 6
+
+
+@pytest.fixture(scope="module")
+def polling_gateway(stack: Stack) -> Iterator[ServiceProcess]:
+    """A gateway of its own (its log is read) with a small refused-event allowance."""
+    proc = stack.add(
+        "gateway",
+        "gateway-polling",
+        CHAT_GATEWAY_ID="gateway-polling",
+        CHAT_REFUSED_EVENTS_PER_MIN=str(POLLING_REFUSED_PER_MIN),
+    )
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+        del stack.processes["gateway-polling"]
+
+
+async def test_packets_python_socketio_cannot_parse_are_answered_and_counted(
+    stack: Stack, polling_gateway: ServiceProcess, http: aiohttp.ClientSession, uid: Uid
+) -> None:
+    base = polling_url(polling_gateway.url)
+    async with http.get(base) as resp:
+        session = f"{base}&sid={json.loads((await resp.text())[1:])['sid']}"
+    received: list[str] = []
+
+    async def post(*packets: str) -> None:
+        async with http.post(session, data="\x1e".join(packets)) as resp:
+            assert resp.status == 200
+
+    async def until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not done():
+            assert time.monotonic() < deadline, received
+            async with http.get(session) as resp:
+                if resp.status != 200:  # the session is gone
+                    received.append(f"HTTP {resp.status}")
+                    return
+                received.extend((await resp.text()).split("\x1e"))
+
+    def acks() -> dict[int, dict[str, Any]]:
+        found = {}
+        for p in received:
+            if p.startswith("43"):
+                ack_id, body = p[2 : p.index("[")], p[p.index("[") :]
+                found[int(ack_id)] = json.loads(body)[0]
+        return found
+
+    await post("40" + json.dumps({"token": stack.token(uid("parse"))}))
+    await until(lambda: any(p.startswith("40") for p in received))
+    bad = [
+        '421²["groups:list",{}]',  # "1²" is no ack id python-socketio can read
+        '42/admin,2["groups:list",{}]',  # a namespace we do not serve
+        '451-3["upload",{"_placeholder":true,"num":0}]',  # a binary packet
+        "424",  # an event without a name
+        '42²["groups:list",{}]',  # no readable ack id: counted, not answered
+    ]
+    await post(*bad, '425["groups:list",{}]')
+    await until(lambda: 5 in acks())
+    assert acks()[5]["status"] == "ok", acks()
+    for ack_id, problem in [
+        (1, "bad Socket.IO packet"),
+        (2, "unknown namespace /admin"),
+        (3, "binary packets are not supported"),
+        (4, "malformed event packet"),
+    ]:
+        assert acks()[ack_id]["code"] == "VALIDATION_ERROR", acks()
+        assert problem in acks()[ack_id]["error"], acks()
+    # Five refused packets spent five of six: the sixth is the last one allowed, the
+    # seventh closes the session.
+    await post('42²["groups:list",{}]')
+    await post('427["groups:list",{}]')
+    await until(lambda: 7 in acks())
+    await post('42²["groups:list",{}]')
+    await until(lambda: any(p in ("1", "41") or p.startswith("HTTP") for p in received))
+    assert "Traceback" not in polling_gateway.log.read_text()
 
 
 async def test_a_malformed_request_line_gets_a_400(stack: Stack) -> None:

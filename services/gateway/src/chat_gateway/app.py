@@ -35,6 +35,7 @@ from chat_gateway.ratelimit import Bucket, RateLimiter, buckets_by_event
 from chat_gateway.registry import LocalSocket, Registry
 from chat_gateway.sessions import Sessions, sweep_forever
 from chat_gateway.settings import GatewaySettings
+from chat_gateway.sio import GuardedServer
 from chat_gateway.typing_relay import TypingRelay
 from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, QueryError
@@ -73,19 +74,17 @@ class Gateway:
         # python-socketio serves long-polling (and polling→WebSocket upgrades); direct
         # WebSocket clients are served by `lean.LeanServer`. Both call connect/event/
         # disconnect below.
-        self.sio = socketio.AsyncServer(
+        # `sio.GuardedServer` answers the packets python-socketio cannot parse.
+        self.sio = GuardedServer(
+            self.registry,
             async_mode="aiohttp",
             # Events of a session run in arrival order, one at a time (a POST or a
             # WebSocket read waits for them: back-pressure), like the lean path.
             async_handlers=False,
-            json=jsonmod,
             logger=False,
             engineio_logger=False,
             **self.policy.engineio_options(),
         )
-        # Socket.IO packets decode leniently (bad JSON becomes an event the catch-all
-        # acks); Engine.IO keeps the strict module. The constructor set both to jsonmod.
-        self.sio.packet_class.json = jsonmod.Lenient
         self.sessions = Sessions(
             self.registry, self.sio.eio, settings.connect_timeout_ms, self._spawn
         )
