@@ -16,9 +16,8 @@ Admission and fairness (issue 6): every accepted connection counts as pending, p
 source address and in total, until its Socket.IO CONNECT completes, and the sweep drops
 one that takes longer than the connect deadline (a request head that never ends
 included). One CONNECT at a time; a second one is a protocol error. A connected
-socket's events run one at a time in arrival order on one task while it has any; past
-`max_in_flight` queued events its reading pauses (`pause_reading`) until half drained.
-Refused events spend the socket's allowance; when it is gone, the socket is closed.
+socket's events run in arrival order with back-pressure (`inbox.Inbox`). Refused events
+spend the socket's allowance; when it is gone, the socket is closed.
 """
 
 from __future__ import annotations
@@ -28,15 +27,15 @@ import logging
 import secrets
 import sys
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 import msgspec
 
 from chat_contracts import ErrorCode
-from chat_gateway import handshake, wire
+from chat_gateway import acks, handshake, wire
 from chat_gateway.conn import OutFrame
+from chat_gateway.inbox import Inbox
 from chat_gateway.policy import PendingConnections, TokenBucket, TransportPolicy
 from chat_gateway.wire import CloseCode
 
@@ -181,7 +180,6 @@ class LeanConnection(asyncio.Protocol):
         "_head",
         "_inbox",
         "_out",
-        "_paused",
         "_reader",
         "_refused",
         "deflate_threshold",
@@ -202,8 +200,7 @@ class LeanConnection(asyncio.Protocol):
         self._reader: wire.FrameReader | None = None
         self._out: list[bytes] | None = None
         #: Events waiting for this socket's one handler task (None: no task running).
-        self._inbox: deque[wire.SioPacket] | None = None
-        self._paused = False
+        self._inbox: Inbox | None = None
         self._connecting = False
         self._refused: TokenBucket | None = None
         self.sid = ""
@@ -360,9 +357,9 @@ class LeanConnection(asyncio.Protocol):
             return
         if packet.kind == wire.SIO_EVENT and packet.ack_id is not None and self.sio_connected:
             limit = self.server.policy.max_payload
-            self._ack(
+            self.ack(
                 packet.ack_id,
-                _error_ack(ErrorCode.VALIDATION_ERROR, f"payload too large: over {limit} bytes"),
+                acks.error(ErrorCode.VALIDATION_ERROR, f"payload too large: over {limit} bytes"),
             )
 
     def _on_engineio(self, text: str) -> None:
@@ -440,59 +437,21 @@ class LeanConnection(asyncio.Protocol):
         """Events run one at a time, in arrival order, on one task per busy socket."""
         inbox = self._inbox
         if inbox is None:
-            self._inbox = deque((packet,))
-            self.server.spawn(self._drain())
-            return
-        inbox.append(packet)
-        if len(inbox) >= self.server.policy.max_in_flight and not self._paused:
-            # Back-pressure: stop reading this socket until its queue halves.
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.pause_reading()
-                self._paused = True
+            handler = self.server.handler
+            self._inbox = Inbox(self, handler, self.server.policy.max_in_flight, packet)
+            self.server.spawn(self._drain(self._inbox))
+        else:
+            inbox.put(packet)
 
-    async def _drain(self) -> None:
-        inbox = self._inbox
-        low_water = self.server.policy.max_in_flight // 2
+    async def _drain(self, inbox: Inbox) -> None:
         try:
-            while inbox:
-                await self._event(inbox[0])
-                if not inbox:
-                    break  # the connection was lost meanwhile (its queue cleared)
-                inbox.popleft()
-                if self._paused and len(inbox) <= low_water:
-                    self._paused = False
-                    transport = self.transport
-                    if transport is not None and not transport.is_closing():
-                        transport.resume_reading()
+            await inbox.drain()
         finally:
             if self._inbox is inbox:
                 self._inbox = None
 
-    async def _event(self, packet: wire.SioPacket) -> None:
-        # The payload stays raw JSON here: the gateway decodes it straight into the
-        # event's contract Struct (one pass, no intermediate dicts).
-        ack: dict[str, Any] | None
-        try:
-            try:
-                args: list[Any] | None = _event_args.decode(packet.data)
-            except (msgspec.DecodeError, RecursionError):
-                args = None
-            name = msgspec.json.decode(args[0]) if args else None
-            if not isinstance(name, str):
-                self.strike()
-                ack = _error_ack(ErrorCode.VALIDATION_ERROR, "malformed event packet")
-            else:
-                ack = await self.server.handler.event(
-                    self.sid, name, args[1] if args is not None and len(args) > 1 else None
-                )
-        except Exception:
-            log.exception("event of %s failed", self.sid)
-            ack = _error_ack(ErrorCode.INTERNAL, "internal error")
-        if packet.ack_id is not None and ack is not None:
-            self._ack(packet.ack_id, ack)
-
-    def _ack(self, ack_id: int, ack: dict[str, Any]) -> None:
+    def ack(self, ack_id: int, ack: dict[str, Any]) -> None:
+        """Send the ack of the event with this id."""
         self.send_text(f"{wire.SIO_ACK}{ack_id}{_json([ack])}")
 
     def strike(self) -> None:
@@ -551,12 +510,5 @@ class LeanConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-_event_args = msgspec.json.Decoder(list[msgspec.Raw])
-
-
 def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
-
-
-def _error_ack(code: ErrorCode, message: str) -> dict[str, Any]:
-    return {"status": "error", "code": code.value, "error": message}
