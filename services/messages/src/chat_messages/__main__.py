@@ -83,7 +83,7 @@ async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
     blocks = BlockGuard(hidden)
     # New messages are kept for push from the first one on (README, Push notifications).
     await ensure_push_stream(bus, settings.push_stream_storage)
-    pushes = PushBatcher(bus)
+    pushes = PushBatcher(bus, storage=settings.push_stream_storage)
     async with opened_store(settings, SQLITE_FILE, sqlite, mongo) as store:
         clock: Clock = (
             OffsetClock(settings.clock_offset_ms) if settings.clock_offset_ms else SystemClock()
