@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
-from chat_gateway.ratelimit import Bucket, RateLimiter
+from chat_gateway.ratelimit import Bucket, RateLimiter, lease_size
 from chat_gateway.resp import RespError, ScriptRunner, encode_command, parse_reply
 
 
@@ -228,3 +228,44 @@ async def test_rediss_urls_speak_tls(tls_redis: tuple[int, Path]) -> None:
     with pytest.raises(RespError, match="cannot reach redis"):
         await untrusted([], [])
     untrusted.close()
+
+
+async def test_a_lease_costs_one_round_trip_per_block(redis_url: str) -> None:
+    limiter = RateLimiter(redis_url)
+    calls = 0
+    script = limiter._script
+
+    async def counted(keys: list[str], args: list[object]) -> object:
+        nonlocal calls
+        calls += 1
+        return await script(keys, args)
+
+    limiter._script = counted  # type: ignore[assignment]
+    try:
+        bucket = Bucket("lease", per_second=50, burst=100)  # blocks of 50
+        assert [await limiter.take("u1", bucket) for _ in range(100)] == [0] * 100
+        assert calls == 2
+    finally:
+        script.close()
+
+
+async def test_two_gateways_share_one_limit(redis_url: str) -> None:
+    """Two gateways' limiters on one Redis: a user sending through both gets the burst
+    and the refill, plus at most one block per gateway (the stated tolerance), never
+    twice the limit."""
+    a, b = RateLimiter(redis_url), RateLimiter(redis_url)
+    try:
+        bucket = Bucket("two", per_second=5, burst=10)  # blocks of 5
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        allowed = 0
+        for i in range(60):
+            limiter = a if i % 2 else b
+            allowed += await limiter.take("u", bucket) == 0
+        elapsed = loop.time() - start
+        ceiling = bucket.burst + bucket.per_second * elapsed + 2 * lease_size(bucket)
+        assert bucket.burst <= allowed <= ceiling, (allowed, elapsed)
+        assert allowed < 60
+    finally:
+        a.close()
+        b.close()

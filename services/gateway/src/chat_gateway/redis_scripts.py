@@ -44,29 +44,32 @@ end
 return 0
 """
 
-#: KEYS: bucket hash. ARGV: refill rate (tokens per ms), burst.
-#: Returns {1, 0} when a token was taken, else {0, ms until one is available}.
+#: KEYS: bucket hash. ARGV: refill rate (tokens per ms), burst, tokens wanted (a lease).
+#: Takes up to ARGV[3] whole tokens at once: returns {granted, 0} with granted ≥ 1, or
+#: {0, ms until one token is available}. A gateway spends a granted block locally
+#: (`ratelimit.RateLimiter`), so a busy user costs one round trip per block, not per event.
 TOKEN_BUCKET = """
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local state = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 if tokens == nil then tokens = burst; ts = now_ms end
 tokens = math.min(burst, tokens + (now_ms - ts) * rate)
-local allowed = 0
+local granted = 0
 local wait = 0
 if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
+  granted = math.min(want, math.floor(tokens))
+  tokens = tokens - granted
 else
   wait = math.ceil((1 - tokens) / rate)
 end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now_ms)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-return {allowed, wait}
+return {granted, wait}
 """
 
 #: KEYS: gateway heartbeats zset, this gateway's user set, pending zset.
