@@ -26,18 +26,28 @@ from bench.metrics import (
     Env,
     calibrate,
     close_pool,
+    run_connect,
     run_e2e,
     run_fanout,
     run_idle,
     run_scaling,
+    run_storm,
 )
 from bench.proc import can_pin, raise_nofile
 from bench.runners import NODE_DIR, NodeUnavailable, ensure_node_modules
 from bench.sizes import FULL, SMOKE, Sizes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-METRICS = ("idle", "fanout", "e2e", "ramp", "scaling")
-ALIASES = {"1": "idle", "2": "fanout", "3": "e2e", "4": "ramp", "5": "scaling"}
+METRICS = ("idle", "fanout", "e2e", "ramp", "scaling", "connect", "storm")
+ALIASES = {
+    "1": "idle",
+    "2": "fanout",
+    "3": "e2e",
+    "4": "ramp",
+    "5": "scaling",
+    "6": "connect",
+    "7": "storm",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         action="append",
         choices=[*METRICS, *ALIASES],
-        help="run only this metric (repeatable): idle|1, fanout|2, e2e|3, ramp|4, scaling|5",
+        help="run only this metric (repeatable): idle|1, fanout|2, e2e|3, ramp|4, scaling|5,"
+        " connect|6, storm|7",
     )
     parser.add_argument("--reps", type=int, help="repetitions (default 3; smoke 1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
@@ -260,9 +271,27 @@ async def run(args: argparse.Namespace) -> int:
                 )
         if "scaling" in selected:
             await one(f"scaling {OURS} r{rep}", run_scaling(env, rep))
+        if "connect" in selected:
+            for side in sides:
+                await one(f"connect {side} r{rep}", run_connect(env, side, rep))
+        # Last: it SIGTERMs gateway A (the smoke run's shared stack ends with it).
+        if "storm" in selected and OURS in sides:
+            if node is None:
+                reason = "skipped: the reconnect storm needs the Node load generator"
+                runs.append({"metric": "storm", "side": OURS, "rep": rep, "skipped": reason})
+            else:
+                await one(f"storm {OURS} r{rep}", run_storm(env, rep))
         await close_pool(env)
 
-    shown = {"idle": "1", "fanout": "2", "e2e": "3", "ramp": "4", "scaling": "5"}
+    shown = {
+        "idle": "1",
+        "fanout": "2",
+        "e2e": "3",
+        "ramp": "4",
+        "scaling": "5",
+        "connect": "6",
+        "storm": "7",
+    }
     keys = {shown[m] for m in selected}
     rows = [r for r in report.summarize(runs, ref_reason, mongo_reason) if r.key[0] in keys]
     refused = report.refusals(runs)

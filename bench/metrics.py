@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import secrets
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -93,9 +97,9 @@ class Side:
             await self.ours.start()
         else:
             assert self.env.node is not None
-            self.node = await NodeServer("reference.mjs", self.workdir, self.env.server_cpus).start(
-                self.env.node
-            )
+            self.node = await NodeServer(
+                "reference.mjs", self.workdir, self.env.server_cpus, self.extra_env
+            ).start(self.env.node)
         return self
 
     def pids(self) -> dict[str, int]:
@@ -124,8 +128,17 @@ class Side:
         return self.node.ws_url()
 
     def auth(self) -> dict[str, Any]:
-        """How the generator authenticates."""
-        return self.ours.auth() if self.ours is not None else {"type": "rooms"}
+        """How the generator authenticates (the reference: by JWT when started with one)."""
+        if self.ours is not None:
+            return self.ours.auth()
+        if self.extra_env and "BENCH_JWT_SECRET" in self.extra_env:
+            return {
+                "type": "jwt",
+                "secret": self.extra_env["BENCH_JWT_SECRET"],
+                "aud": self.extra_env["BENCH_JWT_AUD"],
+                "iss": self.extra_env["BENCH_JWT_ISS"],
+            }
+        return {"type": "rooms"}
 
     async def gc_rss(self) -> int:
         """Full GC in the socket-holding process, then its RSS."""
@@ -683,3 +696,176 @@ def last_passed(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The highest step that passed and was not refused."""
     passed = [step for step in steps if step["passed"] and not step["refused"]]
     return passed[-1] if passed else None
+
+
+# --- metric 6: authenticated connects per second ----------------------------------------
+
+
+def reference_jwt_env() -> dict[str, str]:
+    """The reference's JWT middleware settings (HS256, like ours)."""
+    return {
+        "BENCH_JWT_SECRET": secrets.token_urlsafe(32),
+        "BENCH_JWT_AUD": "chat-bench",
+        "BENCH_JWT_ISS": "bench",
+    }
+
+
+async def run_connect(env: Env, kind: str, rep: int) -> dict[str, Any]:
+    """Open `connect_sockets` sockets, each with its own HS256 JWT, 100 handshakes in
+    flight, into one gateway (ours: JWT, chats, presence; the reference: `jsonwebtoken`
+    in an `io.use` middleware): connects per second and server CPU per connect."""
+    sizes = env.sizes
+    extra = reference_jwt_env() if kind == REFERENCE else None
+    async with server(env, kind, f"connect-{kind}-r{rep}", 1, extra) as side:
+        spec = {"scenario": "idle", "url": side.url(), "auth": side.auth(), "prefix": "conn-"}
+        lg = await _generator(env, side, "connect", spec)
+        try:
+            await lg.event("ready", 60)
+            await side.settle()
+            window = Window(side, lg)
+            window.begin()
+            await lg.send({"cmd": "open", "total": sizes.connect_sockets})
+            opened = await lg.event("opened", 120 + sizes.connect_sockets / 20)
+            cpu = window.end(opened["open_s"])
+            result = await lg.close(timeout=120)
+        finally:
+            await lg.kill()
+    open_n = int(opened["open"])
+    wall = float(opened["open_s"])
+    rate = open_n / wall if wall > 0 else None
+    env.log(
+        f"  connect {kind}: {open_n}/{sizes.connect_sockets} in {wall:.2f} s"
+        f" = {rate or 0:,.0f}/s, server CPU {cpu['server_cpu_s']:.2f} s"
+    )
+    return {
+        "metric": "connect",
+        "side": kind,
+        "rep": rep,
+        "generator": lg.kind,
+        "asked": sizes.connect_sockets,
+        "open": open_n,
+        "refused": opened["refused"],
+        "failed": opened["failed"],
+        "open_s": wall,
+        "connects_per_s": rate,
+        "server_cpu_per_connect_us": cpu["server_cpu_s"] / open_n * 1e6 if open_n else None,
+        "generator_cpu_frac": opened.get("cpu_frac"),
+        "errors": result.get("errors", {}),
+        **cpu,
+        "stop": side.stats,
+    }
+
+
+# --- metric 7: reconnect storm ----------------------------------------------------------
+
+
+class _PeakSampler:
+    """Peak CPU (cores) over 250 ms windows of some processes, sampled in the background."""
+
+    def __init__(self, pids: dict[str, int], period_s: float = 0.25) -> None:
+        self.meter = CpuMeter(pids)
+        self.period_s = period_s
+        self.peak_total = 0.0
+        self.peak: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last: tuple[CpuSample, float] | None = None
+
+    def start(self) -> None:
+        """Start sampling now."""
+        self._window()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period_s)
+            self._window()
+
+    def _window(self) -> None:
+        now, t = self.meter.sample(), asyncio.get_running_loop().time()
+        if self._last is not None:
+            per = CpuMeter.delta(self._last[0], now)
+            wall = t - self._last[1]
+            if wall > 0.05:  # shorter windows are all tick noise (10 ms ticks)
+                self.peak_total = max(self.peak_total, sum(per.values()) / wall)
+                for name, cpu in per.items():
+                    self.peak[name] = max(self.peak.get(name, 0.0), cpu / wall)
+        self._last = (now, t)
+
+    async def stop(self) -> None:
+        """Stop sampling; the last, partial window counts too."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._window()
+
+
+async def run_storm(env: Env, rep: int) -> dict[str, Any]:
+    """The clients of gateway A (each in one group) are connected; A gets SIGTERM; they
+    reconnect to gateway B with the same token and `sync` from the last seq they hold,
+    while messages keep coming. Done when every client is back and holds every message
+    sent to its group before and during the storm."""
+    sizes = env.sizes
+    n, size = sizes.storm_clients, sizes.storm_group_size
+    async with server(env, OURS, f"storm-r{rep}", 2) as side:
+        assert side.ours is not None
+        ours = side.ours
+        users = [f"storm-{i}" for i in range(n)]
+        starts = list(range(0, n, size))
+        sem = asyncio.Semaphore(32)
+
+        async def make(j: int, first: int) -> str:
+            async with sem:
+                members = users[first + 1 : first + size]
+                return await ours.create_group(users[first], members, f"storm {j}")
+
+        rooms = list(await asyncio.gather(*(make(j, f) for j, f in enumerate(starts))))
+        spec = {
+            "scenario": "storm",
+            "url": side.url(0),
+            "url_b": side.url(1),
+            "auth": side.auth(),
+            "prefix": "storm-",
+            "rooms": rooms,
+            "group_of": [i // size for i in range(n)],
+        }
+        lg = await _generator(env, side, "storm", spec)
+        seqs: dict[int, list[int]] = {j: [] for j in range(len(rooms))}
+        try:
+            ready = await lg.event("ready", 120 + n / 20)
+            await ours.send_round(rooms, [users[f] for f in starts], sizes.storm_before, seqs)
+            await side.settle()
+            pids = side.pids()
+            gateway_a = pids.pop("gateway-a")
+            sampler = _PeakSampler(pids)
+            await lg.send({"cmd": "arm"})
+            await lg.event("armed", 30)
+            sampler.start()
+            os.kill(gateway_a, signal.SIGTERM)
+            await ours.send_round(rooms, [users[f] for f in starts], sizes.storm_during, seqs)
+            expect = {str(j): s for j, s in seqs.items()}
+            await lg.send({"cmd": "expect", "seqs": expect, "timeout_s": sizes.storm_timeout_s})
+            storm = await lg.event("storm", sizes.storm_timeout_s + 60)
+            await sampler.stop()
+            await lg.close(timeout=120)
+        finally:
+            await lg.kill()
+    env.log(
+        f"  storm: {storm['reconnected']}/{n} back in {storm['all_reconnected_s']} s,"
+        f" caught up in {storm['all_caught_up_s']} s, {storm['messages_missing']} missing,"
+        f" peak CPU {sampler.peak_total:.2f} cores"
+    )
+    return {
+        "metric": "storm",
+        "side": OURS,
+        "rep": rep,
+        "generator": lg.kind,
+        "clients": n,
+        "groups": len(rooms),
+        "connect_s": ready.get("connect_s"),
+        "messages": sum(len(s) for s in seqs.values()),
+        **{k: v for k, v in storm.items() if k != "event"},
+        "peak_cores": round(sampler.peak_total, 3),
+        "peak_cores_by_process": {k: round(v, 3) for k, v in sampler.peak.items()},
+        "stop": side.stats,
+    }

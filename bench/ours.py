@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import msgspec
 from bench.proc import gc_then_rss, pin
 from chat_contracts import subjects
 from chat_contracts.bus import Actor, Fanout
-from chat_contracts.client import GroupCreate
+from chat_contracts.client import GroupCreate, MessageSend
 from chat_runtime.bus import Bus, encode
 from chat_testkit.stack import AUDIENCE, ISSUER, Stack
 
@@ -132,6 +133,31 @@ class Ours:
         if reply.status != "ok" or reply.result is None:
             raise RuntimeError(f"group create failed: {reply.status} {reply.code} {reply.error}")
         return str(_group_result.decode(reply.result)["group"]["id"])
+
+    async def send_round(
+        self, rooms: list[str], senders: list[str], count: int, seqs: dict[int, list[int]]
+    ) -> None:
+        """`count` messages into each room from its sender (in order per room, rooms
+        concurrently); the seq of each goes into `seqs[room index]`."""
+        assert self.bus is not None
+        bus = self.bus
+        sem = asyncio.Semaphore(64)
+
+        async def one(j: int) -> None:
+            async with sem:
+                for _ in range(count):
+                    payload = MessageSend(
+                        group_id=rooms[j], client_message_id=uuid.uuid4().hex, content="storm"
+                    )
+                    actor = Actor(user_id=senders[j], name=senders[j])
+                    reply = await bus.command(
+                        subjects.MESSAGES, "send", actor, payload, timeout_ms=30_000
+                    )
+                    if reply.status != "ok" or reply.result is None:
+                        raise RuntimeError(f"send failed: {reply.status} {reply.code}")
+                    seqs[j].append(int(_group_result.decode(reply.result)["message"]["seq"]))
+
+        await asyncio.gather(*(one(j) for j in range(len(rooms))))
 
     async def create_pair_groups(self, senders: list[str], receivers: list[str]) -> list[str]:
         """Group i = (sender i as owner, receiver i), 32 creations in flight."""

@@ -32,9 +32,8 @@ def ensure_node_modules() -> str:
     node = node_binary()
     if node is None:
         raise NodeUnavailable("node is not installed (PATH has no `node`)")
-    if (NODE_DIR / "node_modules" / "socket.io").is_dir() and (
-        NODE_DIR / "node_modules" / "ws"
-    ).is_dir():
+    modules = NODE_DIR / "node_modules"
+    if all((modules / name).is_dir() for name in ("socket.io", "ws", "jsonwebtoken")):
         return node
     npm = shutil.which("npm")
     if npm is None:
@@ -65,8 +64,15 @@ def _affinity(cpus: set[int] | None) -> Any:
 class NodeServer:
     """reference.mjs or trivial.mjs on a free loopback port, pinned to `cpus`."""
 
-    def __init__(self, script: str, workdir: Path, cpus: set[int] | None) -> None:
+    def __init__(
+        self,
+        script: str,
+        workdir: Path,
+        cpus: set[int] | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.script = script
+        self.env = env
         self.log = workdir / f"{Path(script).stem}.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
@@ -82,6 +88,7 @@ class NodeServer:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 cwd=NODE_DIR,
+                env={**os.environ, **self.env} if self.env else None,
                 preexec_fn=_affinity(self.cpus),
             )
         assert self.proc.stdout is not None

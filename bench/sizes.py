@@ -44,6 +44,15 @@ class Sizes:
     scale_rate: float
     scale_duration_s: float
     scale_warmup_s: float
+    # metric 6: authenticated connects per second into one gateway (JWT on both sides)
+    connect_sockets: int
+    # metric 7: reconnect storm: the clients of a SIGTERMed gateway move to the other
+    storm_clients: int
+    storm_group_size: int
+    #: messages sent into each group before the SIGTERM and while the clients reconnect
+    storm_before: int
+    storm_during: int
+    storm_timeout_s: float
 
 
 FULL = Sizes(
@@ -76,6 +85,12 @@ FULL = Sizes(
     scale_rate=500,
     scale_duration_s=10.0,
     scale_warmup_s=2.0,
+    connect_sockets=10_000,
+    storm_clients=10_000,
+    storm_group_size=20,
+    storm_before=2,
+    storm_during=2,
+    storm_timeout_s=60.0,
 )
 
 SMOKE = Sizes(
@@ -105,4 +120,10 @@ SMOKE = Sizes(
     scale_rate=100,
     scale_duration_s=0.7,
     scale_warmup_s=0.2,
+    connect_sockets=50,
+    storm_clients=40,
+    storm_group_size=4,
+    storm_before=1,
+    storm_during=1,
+    storm_timeout_s=20.0,
 )

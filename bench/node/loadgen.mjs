@@ -14,11 +14,16 @@
 //           gateway: the orchestrator publishes on NATS) | 'broadcast' (the reference: a
 //           control socket emits `bench:broadcast`) | 'blast' (trivial.mjs calibration)
 //   e2e:    rooms: [groupId...] (room i = sender i + receiver i), sender_prefix, receiver_prefix
+//   storm:  prefix, rooms: [groupId...], group_of: [room index of socket i...]; sockets open
+//           on `url`; once armed, a socket whose connection closes reconnects to `url_b`
+//           with the same token, then sends `sync` from the highest contiguous seq it holds
 //   control: true = commands come as JSON lines on stdin; else `commands: [...]` are run in order
 //   max_s: hard limit of the whole run (default 900)
 // }
 // Commands: {cmd:'open', total} (idle), {cmd:'hold', seconds}, {cmd:'step', ...} (fanout:
-// id, rate, count, pad, drain_ms; e2e: id, rate, duration_s, loss_ms), {cmd:'close'}.
+// id, rate, count, pad, drain_ms; e2e: id, rate, duration_s, loss_ms), {cmd:'close'};
+// storm: {cmd:'arm'} (reconnect from now on), {cmd:'expect', seqs: {room index: [seq...]},
+// timeout_s} (wait until every socket holds every listed seq of its room).
 // Output: JSON lines on stdout: progress events ({event:'ready'|'opened'|'armed'|'step'|...})
 // and, last, the result object ({event:'result', ...}).
 //
@@ -117,7 +122,10 @@ class Conn {
         this.ws?.terminate();
       }, 30_000);
       const onClose = (reason) => {
-        if (this.state === 'connected') counters.closed_after_connect++;
+        if (this.state === 'connected') {
+          counters.closed_after_connect++;
+          this.handler.onClose?.(this);
+        }
         if (this.state !== 'refused') this.error ??= reason;
         this.state = 'closed';
         this.settle('failed');
@@ -161,6 +169,8 @@ class Conn {
       } else if (b1 === CH_4) {
         this.state = 'refused';
         this.error = data.toString().slice(2, 200);
+        const retry = /"retryAfter":\s*(\d+)/.exec(this.error);
+        this.retryAfterMs = retry ? Number(retry[1]) : undefined;
         this.settle('refused');
         this.ws.terminate();
       } else if (b1 === CH_1) this.state = 'disconnected';
@@ -530,6 +540,139 @@ async function runE2E() {
   return { steps };
 }
 
+// --- reconnect storm -------------------------------------------------------------------
+
+/** Every `seq` in a `message:new` or `message:batch` event of a room. */
+function seqsOf(buf) {
+  let arr;
+  try {
+    arr = JSON.parse(buf.toString('utf8', 2));
+  } catch {
+    return [];
+  }
+  if (arr[0] === 'message:new') return [arr[1]?.seq];
+  if (arr[0] === 'message:batch') return (arr[1]?.messages ?? []).map((m) => m.seq);
+  return [];
+}
+
+async function runStorm() {
+  const rooms = spec.rooms;
+  const groupOf = spec.group_of;
+  const prefix = spec.prefix ?? 'storm-';
+  const n = groupOf.length;
+  const held = Array.from({ length: n }, () => new Set()); // seqs each socket holds
+  const frames = new Array(n);
+  let armedAt = null;
+  let expected = null; // room index -> [seq]
+  let missingTotal = 0;
+  const missing = new Int32Array(n); // expected seqs socket i lacks
+  const reconnectedAt = new Float64Array(n);
+  const caughtUpAt = new Float64Array(n);
+  const attempts = new Uint32Array(n);
+  const stormErrors = {};
+  let reconnected = 0;
+  let syncNotOk = 0;
+
+  const cursor = (i) => {
+    let s = 0;
+    while (held[i].has(s + 1)) s++;
+    return s;
+  };
+  const hold = (i, seq) => {
+    if (typeof seq !== 'number' || held[i].has(seq)) return;
+    held[i].add(seq);
+    if (expected === null || missing[i] === 0) return;
+    if ((expected.get(groupOf[i]) ?? EMPTY).has(seq)) {
+      missing[i]--;
+      missingTotal--;
+      if (missing[i] === 0) caughtUpAt[i] = performance.now();
+    }
+  };
+  const EMPTY = new Set();
+
+  const handler = {
+    onEvent(conn, buf) {
+      for (const seq of seqsOf(buf)) hold(conn.index, seq);
+    },
+    onAck(conn, buf) {
+      const text = buf.toString('utf8', 2);
+      if (!text.includes('"status":"ok"')) syncNotOk++;
+    },
+    onClose(conn) {
+      if (armedAt !== null && !conn.replaced) {
+        conn.replaced = true;
+        reconnect(conn.index);
+      }
+    },
+  };
+
+  const reconnect = async (i) => {
+    for (;;) {
+      attempts[i]++;
+      const conn = new Conn(i, spec.url_b, frames[i], handler);
+      conns[i] = conn;
+      const state = await conn.open();
+      if (state === 'connected') {
+        reconnectedAt[i] = performance.now();
+        reconnected++;
+        const since = [{ groupId: rooms[groupOf[i]], seq: cursor(i) }];
+        conn.send(`420["sync",${JSON.stringify({ since })}]`);
+        return;
+      }
+      const key = String(conn.error ?? state).slice(0, 80);
+      stormErrors[key] = (stormErrors[key] ?? 0) + 1;
+      if (performance.now() - armedAt > (spec.max_storm_s ?? 120) * 1000) return;
+      // A refused or failed handshake retries like a client: after retryAfter, or 100-300 ms.
+      await sleep(conn.retryAfterMs ?? 100 + Math.random() * 200);
+    }
+  };
+
+  const t0 = performance.now();
+  await openMany(0, n, (i) => {
+    frames[i] = connectFrame(`${prefix}${i}`, [rooms[groupOf[i]]]);
+    return new Conn(i, spec.url, frames[i], handler);
+  });
+  emit({ event: 'ready', ...counters, connect_s: (performance.now() - t0) / 1000 });
+
+  for await (const cmd of commands()) {
+    if (cmd.cmd === 'close') break;
+    if (cmd.cmd === 'arm') {
+      armedAt = performance.now();
+      emit({ event: 'armed' });
+    } else if (cmd.cmd === 'expect') {
+      expected = new Map(Object.entries(cmd.seqs).map(([k, v]) => [Number(k), new Set(v)]));
+      for (let i = 0; i < n; i++) {
+        let m = 0;
+        for (const seq of expected.get(groupOf[i]) ?? EMPTY) if (!held[i].has(seq)) m++;
+        missing[i] = m;
+        missingTotal += m;
+      }
+      const deadline = performance.now() + (cmd.timeout_s ?? 60) * 1000;
+      while (!(missingTotal === 0 && reconnected === n) && performance.now() < deadline) await sleep(10);
+      const timedOut = !(missingTotal === 0 && reconnected === n);
+      const last = (arr) => arr.reduce((a, b) => Math.max(a, b), 0);
+      let lacking = 0;
+      for (let i = 0; i < n; i++) if (missing[i] > 0) lacking++;
+      const result = {
+        event: 'storm',
+        sockets: n,
+        timed_out: timedOut,
+        reconnected,
+        open: openCount(),
+        attempts: attempts.reduce((a, b) => a + b, 0),
+        sync_not_ok: syncNotOk,
+        sockets_missing_messages: lacking,
+        messages_missing: missingTotal,
+        all_reconnected_s: reconnected === n ? (last(reconnectedAt) - armedAt) / 1000 : null,
+        all_caught_up_s: !timedOut ? (Math.max(last(caughtUpAt), last(reconnectedAt)) - armedAt) / 1000 : null,
+        errors: stormErrors,
+      };
+      emit(result);
+    }
+  }
+  return {};
+}
+
 // --- idle ----------------------------------------------------------------------------
 
 async function runIdle() {
@@ -577,7 +720,7 @@ async function* commands() {
 const stdinLines = spec.control ? readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]() : null;
 
 async function main() {
-  const run = { idle: runIdle, fanout: runFanout, e2e: runE2E }[spec.scenario];
+  const run = { idle: runIdle, fanout: runFanout, e2e: runE2E, storm: runStorm }[spec.scenario];
   if (!run) throw new Error(`unknown scenario ${spec.scenario}`);
   const win = cpuWindow();
   const body = await run();

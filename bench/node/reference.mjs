@@ -6,10 +6,14 @@
 // - `message:send` (ack): a plain relay, no store: the ack carries the message with an id
 //   and a per-room in-memory seq; the other sockets of room `groupId` get `message:new`
 // - HTTP POST /gc: global.gc() (run node with --expose-gc), answers {rss}
+// - with BENCH_JWT_SECRET set (the connect-rate comparison): an `io.use` middleware
+//   verifies `handshake.auth.token` with `jsonwebtoken` (HS256 pinned, audience
+//   BENCH_JWT_AUD, issuer BENCH_JWT_ISS), as a team would add authentication to it
 //
 // Prints `listening <port>` on stdout once bound (port 0 = a free one, or argv[2]).
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
 import { Server } from 'socket.io';
 
 const port = Number(process.argv[2] ?? 0);
@@ -44,6 +48,22 @@ const io = new Server(httpServer, {
 });
 
 const seqs = new Map();
+
+const jwtSecret = process.env.BENCH_JWT_SECRET;
+if (jwtSecret) {
+  const options = {
+    algorithms: ['HS256'],
+    audience: process.env.BENCH_JWT_AUD || undefined,
+    issuer: process.env.BENCH_JWT_ISS || undefined,
+  };
+  io.use((socket, next) => {
+    jwt.verify(socket.handshake.auth?.token, jwtSecret, options, (err, claims) => {
+      if (err) return next(new Error('unauthorized'));
+      socket.data.userId = claims.sub;
+      next();
+    });
+  });
+}
 
 io.on('connection', (socket) => {
   const rooms = socket.handshake.auth?.rooms;

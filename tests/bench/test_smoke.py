@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("1a", "1b", "2", "3a", "3b", "3c", "4", "5a", "5b", "5c")
+ROWS = ("1a", "1b", "2", "3a", "3b", "3c", "4", "5a", "5b", "5c", "6", "7")
 
 
 @pytest.mark.timeout(180)
