@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from chat_testkit.client import ChatClient
@@ -229,3 +230,35 @@ async def test_long_polling_clients_chat_with_websocket_clients(
         assert (await polling.wait_for("message:new"))["id"] == reply["message"]["id"]
     finally:
         await polling.close()
+
+
+async def test_a_burst_of_sends_keeps_order_idempotency_and_one_ack_each(
+    connect: Connect, uid: Callable[[str], str]
+) -> None:
+    """Sends of one loop turn travel to the worker as one batch: each still gets its own
+    ack, a socket's messages keep their order, and a resend inside the burst is one
+    message."""
+    alice, bob = uid("alice"), uid("bob")
+    alice_a = await connect(alice, gateway=0)
+    bob_b = await connect(bob, gateway=1)
+    group = await make_group(alice_a, bob)
+    payloads = [
+        {"clientMessageId": cmid(), "groupId": group, "content": f"n{k}"} for k in range(8)
+    ]
+    resend = {**payloads[3], "retryCount": 1}
+    # 9 sends: within the default burst of 10 (PROTOCOL.md rate limits).
+    burst = [*payloads[:5], resend, *payloads[5:]]
+
+    acks = await asyncio.gather(*(alice_a.call("message:send", p) for p in burst))
+    assert [a["status"] for a in acks] == ["ok"] * len(burst), acks
+    firsts = acks[:5] + acks[6:]
+    assert [a["message"]["content"] for a in firsts] == [f"n{k}" for k in range(8)]
+    seqs = [a["message"]["seq"] for a in firsts]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 8
+    assert acks[5]["message"] == acks[3]["message"]
+    assert acks[5]["retryCount"] == 1
+
+    got = await bob_b.wait_count("message:new", 8)
+    assert sorted(m["seq"] for m in got) == seqs
+    await bob_b.assert_silent("message:new")

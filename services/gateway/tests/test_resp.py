@@ -269,3 +269,15 @@ async def test_two_gateways_share_one_limit(redis_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+async def test_a_concurrent_burst_shares_one_block(redis_url: str) -> None:
+    """Events of one user waiting at once take one block between them, not one each."""
+    limiter = RateLimiter(redis_url)
+    try:
+        bucket = Bucket("burst", per_second=5, burst=10)  # blocks of 5
+        waits = await asyncio.gather(*(limiter.take("u", bucket) for _ in range(10)))
+        assert waits == [0] * 10
+        assert await limiter.take("u", bucket) > 0
+    finally:
+        limiter.close()

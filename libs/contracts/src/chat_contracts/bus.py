@@ -300,3 +300,30 @@ class Muted(msgspec.Struct, kw_only=True, rename="camel"):
     """The answer to `MutedQuery`."""
 
     user_ids: list[Id]
+
+# --- batches: the gateway's commands of one event-loop turn in one request ---------
+
+
+class BatchItem(msgspec.Struct, array_like=True):
+    """One command of a `CommandBatch`: its action, its encoded `Command`, and the socket
+    that sent it (the commands of one socket run in order)."""
+
+    action: str
+    command: msgspec.Raw
+    origin_sid: str | None = None
+
+
+class CommandBatch(msgspec.Struct, kw_only=True):
+    """`cmd.<domain>.batch`: commands of one domain that a gateway received in one loop
+    turn. The worker runs them as it runs single commands (same handlers, same
+    idempotency keys), those of one socket (`origin_sid`) in order, the others at once so
+    that their writes reach the store's group commit together; it answers one
+    `ReplyBatch` with one reply per item, in item order."""
+
+    items: list[BatchItem]
+
+
+class ReplyBatch(msgspec.Struct, kw_only=True):
+    """The answer to a `CommandBatch`: `replies[i]` answers `items[i]`."""
+
+    replies: list[Reply]

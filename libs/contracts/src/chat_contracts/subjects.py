@@ -98,3 +98,13 @@ USER_BLOCK_CHANGED: Final = event(USERS, "block")
 #: `PUSH_STREAM` with call pushes (`CALL_PUSH`), consumed by the notifications worker.
 MESSAGE_PUSH: Final = event(MESSAGES, "new")
 PUSH_STREAM: Final = "PUSH"
+
+
+#: `cmd.<domain>.batch`: several commands of one domain in one request (`bus.CommandBatch`),
+#: answered by one `bus.ReplyBatch`. No client route may use this action name.
+BATCH_ACTION: Final = "batch"
+
+
+def command_batch(domain: str) -> str:
+    """Subject of a batch of commands for the `domain` worker pool."""
+    return command(domain, BATCH_ACTION)

@@ -21,7 +21,17 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
-from chat_contracts.bus import Actor, Command, Fanout, Frame, Reply, RoomsJoined
+from chat_contracts.bus import (
+    Actor,
+    BatchItem,
+    Command,
+    CommandBatch,
+    Fanout,
+    Frame,
+    Reply,
+    ReplyBatch,
+    RoomsJoined,
+)
 from chat_contracts.ids import check_id
 from chat_runtime.joins import RecentJoins
 
@@ -31,6 +41,7 @@ _msgpack = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 _reply_decoder = msgspec.msgpack.Decoder(Reply)
 _joins_decoder = msgspec.msgpack.Decoder(RoomsJoined)
+_reply_batch_decoder = msgspec.msgpack.Decoder(ReplyBatch)
 #: One result decoder per type, built on first use (see the module docstring).
 _result_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 
@@ -208,6 +219,28 @@ class Bus:
         """Send `cmd.<domain>.<action>` with the actor and a payload Struct."""
         body = encode(Command(actor=actor, payload=payload, origin_sid=origin_sid))
         return await self.request(subjects.command(domain, action), body, timeout_ms)
+
+    async def command_batch(
+        self, domain: str, items: list[BatchItem], timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
+    ) -> list[Reply]:
+        """Send several commands of `domain` as one `cmd.<domain>.batch` request; one reply
+        per item, in order (UNAVAILABLE for all when no worker answered in time)."""
+        body = encode(CommandBatch(items=items))
+        try:
+            msg = await self.nc.request(
+                subjects.command_batch(domain), body, timeout=timeout_ms / 1000
+            )
+        except (NoRespondersError, NatsTimeoutError):
+            return [unavailable()] * len(items)
+        try:
+            replies = _reply_batch_decoder.decode(msg.data).replies
+        except msgspec.DecodeError:
+            replies = []
+        if len(replies) != len(items):
+            log.error("batch of %d %s commands got %d replies", len(items), domain, len(replies))
+            lost = Reply(status="error", code=ErrorCode.INTERNAL.value, error="internal error")
+            replies = replies[: len(items)] + [lost] * (len(items) - len(replies))
+        return replies
 
     async def query(
         self,

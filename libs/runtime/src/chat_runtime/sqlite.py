@@ -90,7 +90,9 @@ class SqliteDatabase:
             start = not self._draining
             self._draining = True
         if start:
-            self._executor.submit(self._drain)
+            # After this loop turn: every write queued in it (a command batch's items,
+            # `chat_runtime.batch`) joins the same transaction.
+            loop.call_soon(self._executor.submit, self._drain)
         return await future
 
     def _drain(self) -> None:

@@ -29,7 +29,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
-from chat_contracts.bus import Command, Reply
+from chat_contracts.bus import Command, CommandBatch, Reply, ReplyBatch
 from chat_contracts.client import Payload
 from chat_contracts.routes import ROUTES, Route
 from chat_contracts.server import Empty
@@ -52,6 +52,7 @@ R = TypeVar("R")
 Handler = Callable[[Command[Any]], Awaitable[Any]]
 
 _EMPTY_RESULT = encode({})
+_batch_decoder = msgspec.msgpack.Decoder(CommandBatch)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ class Router:
 
     def _register(self, action: str, payload: type[Any], handler: Handler) -> None:
         subjects.command(self.domain, action)  # refuses a name outside the alphabet
+        if action == subjects.BATCH_ACTION:
+            raise RouterError(f"{self.domain}.{action}: the action name is reserved for batches")
         if action in self._entries:
             raise RouterError(f"{self.domain}.{action} registered twice")
         decoder: msgspec.msgpack.Decoder[Command[Any]] = msgspec.msgpack.Decoder(
@@ -177,6 +180,37 @@ class Router:
         raw = _EMPTY_RESULT if result is None else encode(result)
         return Reply(status="ok", result=raw)
 
+    async def dispatch_batch(self, data: bytes) -> ReplyBatch:
+        """Run the commands of a `CommandBatch`; never raises.
+
+        The items of one socket (`origin_sid`) run one after the other in item order; the
+        others start at once, so that their store writes are queued in the same loop turn
+        and commit together (one transaction per batch, `chat_runtime.sqlite`).
+        """
+        try:
+            batch = _batch_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("%s: unreadable command batch: %s", self.domain, exc)
+            return ReplyBatch(replies=[])
+        replies: list[Reply | None] = [None] * len(batch.items)
+        last: dict[str, asyncio.Task[None]] = {}
+
+        async def run(index: int, before: asyncio.Task[None] | None) -> None:
+            if before is not None:
+                await asyncio.wait([before])
+            item = batch.items[index]
+            replies[index] = await self.dispatch(item.action, bytes(item.command))
+
+        tasks: list[asyncio.Task[None]] = []
+        for index, item in enumerate(batch.items):
+            previous = last.get(item.origin_sid) if item.origin_sid is not None else None
+            task = asyncio.ensure_future(run(index, previous))
+            if item.origin_sid is not None:
+                last[item.origin_sid] = task
+            tasks.append(task)
+        await asyncio.gather(*tasks)
+        return ReplyBatch(replies=[r for r in replies if r is not None])
+
 
 class Worker:
     """Serves a `Router` on `cmd.<domain>.*` in the domain's queue group."""
@@ -208,9 +242,13 @@ class Worker:
 
     async def _serve(self, msg: Msg) -> None:
         try:
-            reply = await self._router.dispatch(msg.subject[self._prefix_len :], msg.data)
+            action = msg.subject[self._prefix_len :]
+            if action == subjects.BATCH_ACTION:
+                body = encode(await self._router.dispatch_batch(msg.data))
+            else:
+                body = encode(await self._router.dispatch(action, msg.data))
             if msg.reply:
-                await self._bus.publish(msg.reply, encode(reply))
+                await self._bus.publish(msg.reply, body)
         finally:
             self._slots.release()
 

@@ -38,6 +38,7 @@ from chat_gateway.settings import GatewaySettings
 from chat_gateway.sio import GuardedServer
 from chat_gateway.typing_relay import TypingRelay
 from chat_runtime.blocks import HiddenSets
+from chat_runtime.batch import CommandBatcher
 from chat_runtime.bus import Bus, QueryError
 from chat_runtime.clock import Clock, SystemClock
 from chat_runtime.redis_client import primary_locator
@@ -89,6 +90,8 @@ class Gateway:
             self.registry, self.sio.eio, settings.connect_timeout_ms, self._spawn
         )
         self.delivery = Delivery(bus, self.registry)
+        #: Client commands of one loop turn go to their worker pool in one request.
+        self.commands = CommandBatcher(bus)
         self.hidden = HiddenSets(bus)
         presence = Presence(
             redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
@@ -342,7 +345,7 @@ class Gateway:
             elif route.domain == GATEWAY:
                 ack = await self._local[route.action](sock, payload)
             else:
-                reply = await self.bus.command(
+                reply = await self.commands.command(
                     route.domain,
                     route.action,
                     sock.actor,

@@ -16,6 +16,7 @@ default 60/min) lease one token at a time: exact, as before.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -128,6 +129,7 @@ class RateLimiter:
         # Its own pipelined connection (see resp.py): this runs once per lease.
         self._script = ScriptRunner(redis_url, redis_scripts.TOKEN_BUCKET, timeout_ms, locate)
         self._leases = leases or Leases()
+        self._fetching: dict[str, asyncio.Future[None]] = {}
 
     def close(self) -> None:
         """Close the limiter's Redis connection."""
@@ -136,12 +138,25 @@ class RateLimiter:
     async def take(self, user_id: str, bucket: Bucket) -> int:
         """0 when allowed; otherwise the milliseconds until the next token."""
         key = f"rl:{bucket.name}:{user_id}"
-        if self._leases.take(key):
+        while not self._leases.take(key):
+            fetching = self._fetching.get(key)
+            if fetching is None:
+                break
+            # Another event of this user is taking a block: share it rather than take
+            # one block per waiting event (a burst of 9 would take 45 tokens).
+            await fetching
+        else:
             return 0
-        granted, wait = await self._script(
-            keys=[key],
-            args=[bucket.per_second / 1000, bucket.burst, lease_size(bucket)],
-        )
+        done = asyncio.get_running_loop().create_future()
+        self._fetching[key] = done
+        try:
+            granted, wait = await self._script(
+                keys=[key],
+                args=[bucket.per_second / 1000, bucket.burst, lease_size(bucket)],
+            )
+        finally:
+            del self._fetching[key]
+            done.set_result(None)
         granted = int(granted)
         if granted <= 0:
             return max(1, int(wait))
