@@ -242,9 +242,7 @@ async def test_a_burst_of_sends_keeps_order_idempotency_and_one_ack_each(
     alice_a = await connect(alice, gateway=0)
     bob_b = await connect(bob, gateway=1)
     group = await make_group(alice_a, bob)
-    payloads = [
-        {"clientMessageId": cmid(), "groupId": group, "content": f"n{k}"} for k in range(8)
-    ]
+    payloads = [{"clientMessageId": cmid(), "groupId": group, "content": f"n{k}"} for k in range(8)]
     resend = {**payloads[3], "retryCount": 1}
     # 9 sends: within the default burst of 10 (PROTOCOL.md rate limits).
     burst = [*payloads[:5], resend, *payloads[5:]]
