@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from chat_gateway.auth import TokenVerifier, Unauthorized
+from chat_gateway.auth import Session, TokenVerifier, Unauthorized
 from chat_gateway.settings import GatewaySettings
 
 SECRET = "s" * 32
@@ -89,3 +89,44 @@ def test_session_expires_at_exp_plus_the_configured_leeway() -> None:
     token = jwt.encode(claims(exp=exp), SECRET, algorithm="HS256")
     assert TokenVerifier(settings()).session(token).expires_at == exp + 30
     assert TokenVerifier(settings(jwt_leeway_s=0)).session(token).expires_at == exp
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    clock = _Clock()
+    verifier = TokenVerifier(settings(), now=clock)
+    decoded: list[str] = []
+    decode = verifier._decode
+
+    def counting(token: str) -> Session:
+        decoded.append(token)
+        return decode(token)
+
+    verifier._decode = counting  # type: ignore[method-assign]
+    exp = int(clock.t) + 60
+    token = jwt.encode(claims(exp=exp), SECRET, algorithm="HS256")
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first
+    assert decoded == [token]  # the second connect skipped the signature check
+    # A different signature on the same claims is another token: checked, refused.
+    forged = token.rsplit(".", 1)[0] + ".AAAA"
+    with pytest.raises(Unauthorized):
+        verifier.verify(forged)
+    # Past exp + leeway the entry is dropped and the token is checked again.
+    clock.t = exp + 30  # the default leeway
+    verifier.verify(token)
+    assert decoded == [token, forged, token]
+
+
+def test_the_cache_is_bounded() -> None:
+    verifier = TokenVerifier(settings(), cache_size=3)
+    tokens = [jwt.encode(claims(sub=f"u{i}"), SECRET, algorithm="HS256") for i in range(5)]
+    assert [verifier.verify(t).user_id for t in tokens] == [f"u{i}" for i in range(5)]
+    assert len(verifier._verified) == 3
