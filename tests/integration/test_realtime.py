@@ -145,6 +145,11 @@ async def test_presence_online_offline_with_grace(
     assert offline["lastSeenAt"].endswith("Z")
     await stranger.assert_silent("presence:update", window=0.2)
 
+    # Coming back announces the manual status kept in Redis, not "online".
+    await connect(bob, gateway=1)
+    back = await alice_a.wait_for("presence:update", lambda e: e["userId"] == bob)
+    assert back["status"] == "busy"
+
 
 async def test_no_typing_in_groups_above_100_members_whatever_field_names_them(
     connect: Connect, uid: Callable[[str], str]

@@ -301,6 +301,7 @@ class Muted(msgspec.Struct, kw_only=True, rename="camel"):
 
     user_ids: list[Id]
 
+
 # --- batches: the gateway's commands of one event-loop turn in one request ---------
 
 

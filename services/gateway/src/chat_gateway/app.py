@@ -37,8 +37,8 @@ from chat_gateway.sessions import Sessions, sweep_forever
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.sio import GuardedServer
 from chat_gateway.typing_relay import TypingRelay
-from chat_runtime.blocks import HiddenSets
 from chat_runtime.batch import CommandBatcher
+from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, QueryError
 from chat_runtime.clock import Clock, SystemClock
 from chat_runtime.redis_client import primary_locator

@@ -61,12 +61,16 @@ class Presence:
             keys.PENDING,
         ]
 
-    async def connected(self, user_id: str) -> bool:
-        """The user's first socket here; True when "online" must be announced."""
-        announce = await self._connect(
-            keys=self._keys(user_id), args=[self._node, self._lease_ms, user_id]
+    async def connected(self, user_id: str) -> str | None:
+        """The user's first socket here; the status to announce (its manual status, or
+        `online`), or None when the user was already online or in the grace period."""
+        status = await self._connect(
+            keys=[*self._keys(user_id), keys.status_key(user_id)],
+            args=[self._node, self._lease_ms, user_id],
         )
-        return bool(int(announce))
+        if status is None:
+            return None
+        return status.decode() if isinstance(status, bytes) else str(status)
 
     async def disconnected(self, user_id: str) -> bool:
         """The user's last socket here left; True when none is left anywhere (the grace
@@ -151,8 +155,9 @@ class PresenceEvents:
         """After a socket joined its rooms: the user's first socket here may bring it online."""
         if len(self._registry.by_user.get(actor.user_id, ())) != 1:
             return
-        if await self._presence.connected(actor.user_id):
-            await self.announce(actor, await self._presence.manual_status(actor.user_id))
+        status = await self._presence.connected(actor.user_id)
+        if status is not None:
+            await self.announce(actor, status)
 
     async def last_local_socket_gone(self, actor: Actor) -> None:
         """The user has no socket here any more (offline follows after the grace)."""

@@ -6,11 +6,12 @@ on (two devices of one user connecting through different gateways at once).
 
 from __future__ import annotations
 
-#: KEYS: conns zset, grace key, this gateway's user set, pending zset.
+#: KEYS: conns zset, grace key, this gateway's user set, pending zset, manual status key.
 #: ARGV: node id, lease (ms), user id.
-#: Adds this gateway's lease; returns 1 when the user was neither online nor in the
-#: offline grace period (so "online" must be announced), else 0 (a reconnect within the
-#: grace cancels the pending offline announcement: nothing is announced either way).
+#: Adds this gateway's lease; returns the status to announce (the manual status, or
+#: "online") when the user was neither online nor in the offline grace period, else
+#: false (a reconnect within the grace cancels the pending offline announcement: nothing
+#: is announced either way). One round trip for the lease and the status.
 CONNECT = """
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -21,8 +22,8 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('SADD', KEYS[3], ARGV[3])
 local resumed = redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[4], ARGV[3])
-if before == 0 and resumed == 0 then return 1 end
-return 0
+if before == 0 and resumed == 0 then return redis.call('GET', KEYS[5]) or 'online' end
+return false
 """
 
 #: KEYS: conns zset, grace key, this gateway's user set, pending zset.
