@@ -93,9 +93,16 @@ class Gateway:
         #: Client commands of one loop turn go to their worker pool in one request.
         self.commands = CommandBatcher(bus)
         self.hidden = HiddenSets(bus)
-        presence = Presence(
-            redis, settings.node_id, settings.presence_lease_ms, settings.presence_grace_ms
+        self._presence_store = Presence(
+            redis,
+            settings.node_id,
+            settings.presence_lease_ms,
+            settings.presence_grace_ms,
+            redis_url=settings.redis_url,
+            timeout_ms=settings.redis_timeout_ms,
+            locate=primary_locator(settings),
         )
+        presence = self._presence_store
         self.presence = PresenceEvents(
             bus,
             presence,
@@ -174,6 +181,7 @@ class Gateway:
         """Stop timers and subscriptions."""
         self.typing.close()
         self.limiter.close()
+        self._presence_store.close()
         for task in self._background:
             task.cancel()
         await self.delivery.close()

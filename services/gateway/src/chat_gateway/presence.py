@@ -26,6 +26,7 @@ from chat_contracts.bus import Actor, Command, Members, MembersQuery, PresenceCh
 from chat_gateway import acks, redis_scripts
 from chat_gateway.conn import OutFrame
 from chat_gateway.registry import LocalSocket, Registry
+from chat_gateway.resp import DEFAULT_TIMEOUT_MS, Locate, ScriptRunner
 from chat_runtime import presence as keys
 from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, encode, encode_json
@@ -44,14 +45,33 @@ def now_ms() -> int:
 class Presence:
     """Presence transitions of the users with sockets on this gateway (Redis only)."""
 
-    def __init__(self, redis: Redis, node_id: str, lease_ms: int, grace_ms: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        node_id: str,
+        lease_ms: int,
+        grace_ms: int,
+        *,
+        redis_url: str,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        locate: Locate | None = None,
+    ) -> None:
         self._redis = redis
         self._node = node_id
         self._lease_ms = lease_ms
         self._grace_ms = grace_ms
-        self._connect = redis.register_script(redis_scripts.CONNECT)
-        self._disconnect = redis.register_script(redis_scripts.DISCONNECT)
+        # Connect and disconnect run once per socket, thousands at once when a gateway's
+        # clients move here: on one pipelined connection each (resp.py), not redis-py's
+        # pool, which refused 18,761 of them with "Too many connections" in the
+        # reconnect storm (bench metric 7).
+        self._connect = ScriptRunner(redis_url, redis_scripts.CONNECT, timeout_ms, locate)
+        self._disconnect = ScriptRunner(redis_url, redis_scripts.DISCONNECT, timeout_ms, locate)
         self._release = redis.register_script(redis_scripts.RELEASE_PREDECESSOR)
+
+    def close(self) -> None:
+        """Close the pipelined connections."""
+        self._connect.close()
+        self._disconnect.close()
 
     def _keys(self, user_id: str) -> list[str]:
         return [
