@@ -596,7 +596,17 @@ async function runStorm() {
     },
     onAck(conn, buf) {
       const text = buf.toString('utf8', 2);
-      if (!text.includes('"status":"ok"')) syncNotOk++;
+      if (text.includes('"status":"ok"')) return;
+      syncNotOk++;
+      // A client told to retry (`retry` + retryAfter) syncs again, like a real one.
+      const retry = /"retryAfter":\s*(\d+)/.exec(text);
+      if (retry && conn.state === 'connected') {
+        setTimeout(() => {
+          if (conn.state !== 'connected') return;
+          const since = [{ groupId: rooms[groupOf[conn.index]], seq: cursor(conn.index) }];
+          conn.send(`420["sync",${JSON.stringify({ since })}]`);
+        }, Number(retry[1]));
+      }
     },
     onClose(conn) {
       if (armedAt !== null && !conn.replaced) {
