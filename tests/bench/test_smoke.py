@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ROWS = ("1a", "1b", "2", "3a", "3b", "3c", "4", "5a", "5b", "5c", "6", "7")
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 @pytest.mark.usefixtures("nats_url", "redis_url")  # skips, naming the binary, if missing
 def test_smoke_run_prints_a_row_per_metric(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
@@ -27,7 +27,7 @@ def test_smoke_run_prints_a_row_per_metric(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     report = f"stdout:\n{done.stdout[-6000:]}\nstderr:\n{done.stderr[-6000:]}"

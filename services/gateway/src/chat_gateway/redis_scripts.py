@@ -45,7 +45,8 @@ end
 return 0
 """
 
-#: KEYS: bucket hash. ARGV: refill rate (tokens per ms), burst, tokens wanted (a lease).
+#: KEYS: bucket hash. ARGV: refill rate (tokens per ms), burst, tokens wanted (a lease;
+#: 1 when absent).
 #: Takes up to ARGV[3] whole tokens at once: returns {granted, 0} with granted ≥ 1, or
 #: {0, ms until one token is available}. A gateway spends a granted block locally
 #: (`ratelimit.RateLimiter`), so a busy user costs one round trip per block, not per event.
@@ -54,7 +55,7 @@ local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local want = tonumber(ARGV[3])
+local want = tonumber(ARGV[3]) or 1
 local state = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
