@@ -88,13 +88,24 @@ class Side:
     async def start(self, gateways: int = 1) -> Side:
         """Start the server side."""
         if self.kind == OURS:
-            self.ours = Ours(
-                self.workdir,
-                gateways=gateways,
-                cpus=self.env.server_cpus,
-                extra_env=self.extra_env,
-            )
-            await self.ours.start()
+            for attempt in (1, 2):
+                self.ours = Ours(
+                    self.workdir,
+                    gateways=gateways,
+                    cpus=self.env.server_cpus,
+                    extra_env=self.extra_env,
+                )
+                try:
+                    await self.ours.start()
+                    break
+                except TimeoutError as exc:
+                    # On a machine loaded by other sessions' tests the imports can
+                    # outlast the testkit's start timeout (it cost two runs of a full
+                    # benchmark at load 30): once more, then give up.
+                    await self.ours.stop()
+                    if attempt == 2:
+                        raise
+                    self.env.log(f"  stack start timed out ({str(exc).splitlines()[0]}); again")
         else:
             assert self.env.node is not None
             self.node = await NodeServer(

@@ -379,6 +379,8 @@ def refusals(runs: list[Run]) -> list[str]:
     """Every step refused because the generator used more than its share of its core."""
     out: list[str] = []
     for run in runs:
+        if "error" in run or "skipped" in run:
+            continue  # a failed run has no steps (it crashed the report at load 30)
         steps: list[tuple[str, dict[str, Any]]] = []
         if run.get("metric") == "fanout":
             steps = [(f"{s['rate']:g} msg/s", s) for s in run.get("steps", [])]
@@ -399,6 +401,8 @@ def generator_peaks(runs: list[Run]) -> dict[str, float]:
     """The highest generator CPU share seen per metric (reported in smoke runs too)."""
     peaks: dict[str, float] = {}
     for run in runs:
+        if "error" in run or "skipped" in run:
+            continue
         fracs: list[float] = []
         if run.get("metric") == "fanout":
             fracs = [s["generator_cpu_frac"] for s in run.get("steps", [])]
