@@ -272,8 +272,14 @@ async def test_the_redis_primary_killed_mid_stream_fails_over_without_a_crash(
         redis_set.kill_primary()
         await asyncio.get_running_loop().run_in_executor(None, redis_set.wait_failover)
         promoted_at = time.monotonic()
+        # Sends spend rate-limit tokens leased before the kill (ratelimit.py), so they go
+        # on during the failover and a sender may use up its budget before the promotion.
         await _until(
-            lambda: all(s.acked_after(promoted_at) >= 10 for s in senders), 30, "10 acks after"
+            lambda: all(
+                s.acked_after(promoted_at) >= 10 or len(s.acked) >= BUDGET for s in senders
+            ),
+            30,
+            "10 acks after",
         )
     finally:
         for sender in senders:
