@@ -1,0 +1,45 @@
+"""What a reliability test reads from a running process: its memory, and what its log
+said since a mark (an unhandled exception shows as a Python traceback there)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from chat_testkit.servers import ServiceProcess
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (KiB), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class LogMark:
+    """A position in a service's log; `since()` is what was written after it."""
+
+    proc: ServiceProcess
+    offset: int = 0
+
+    @classmethod
+    def now(cls, proc: ServiceProcess) -> LogMark:
+        """A mark at the current end of the log."""
+        return cls(proc, proc.log.stat().st_size)
+
+    def since(self) -> str:
+        """The log text written after the mark."""
+        with self.proc.log.open("rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
+
+    def tracebacks(self) -> list[str]:
+        """Every traceback logged after the mark, with a few lines of context each."""
+        lines = self.since().splitlines()
+        found: list[str] = []
+        for i, line in enumerate(lines):
+            if "Traceback (most recent call last)" in line:
+                found.append("\n".join(lines[max(0, i - 2) : i + 25]))
+        return found
