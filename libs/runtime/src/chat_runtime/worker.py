@@ -253,10 +253,16 @@ class Worker:
             self._slots.release()
 
     async def stop(self) -> None:
-        """Stop taking commands, finish the ones under way."""
+        """Stop taking commands, finish the ones under way.
+
+        `drain`, not `unsubscribe`: commands NATS already delivered but still queued
+        behind `max_in_flight` are served too. Unsubscribing dropped them unanswered
+        (40 sends behind a held lock with 4 in flight: some answered `retry` only by
+        the gateway's deadline; tests/integration/test_drain.py).
+        """
         for sub in self._subscriptions:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await sub.drain()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=DRAIN_S)
             for task in pending:
