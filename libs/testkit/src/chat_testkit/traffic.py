@@ -64,6 +64,8 @@ class Member:
     acked_on_retry: int = 0
     #: How many of each other event arrived (group:member:added...).
     others: Counter[str] = field(default_factory=Counter)
+    #: When (monotonic) each of its connections dropped.
+    disconnects: list[float] = field(default_factory=list)
 
     def chat_of(self, target: dict[str, str]) -> str:
         return target.get("groupId") or target.get("conversationId") or ""
@@ -134,6 +136,10 @@ class Traffic:
         async def on_other(event: str, data: Any = None) -> None:
             member.others[event] += 1
 
+        async def on_disconnect(reason: Any = None) -> None:
+            member.disconnects.append(time.monotonic())
+
+        sio.on("disconnect", on_disconnect)
         sio.on("message:new", on_new)
         sio.on("message:batch", on_batch)
         sio.on("*", on_other)

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from chat_gateway import drain
 from chat_gateway.app import Gateway
 from chat_gateway.lean import LeanServer
 from chat_gateway.resp import redis_options
@@ -45,10 +46,14 @@ async def serve(settings: GatewaySettings) -> None:
     # Tests and the dev runner wait for this line; the port matters when 0 was asked.
     log.info("gateway ready on http://%s:%d", settings.gateway_host, port)
     await wait_for_shutdown()
-    log.info("gateway draining")
-    # Closing the transports (not a Socket.IO disconnect, which clients do not retry)
-    # lets clients reconnect elsewhere and `sync` what they missed.
+    # Not ready at once (the load balancer stops sending), no new connections, then
+    # the transports closed (not a Socket.IO disconnect, which clients do not retry)
+    # over the drain window, so clients reconnect elsewhere and `sync` what they missed.
+    gateway.draining = True
     listener.close()
+    window = drain.window_for(len(lean.connections), settings.drain_window_ms)
+    log.info("gateway draining %d sockets over %d ms", len(lean.connections), window * 1000)
+    await drain.close_spread(list(lean.connections.values()), window)
     await lean.close()
     await gateway.sio.shutdown()
     await runner.cleanup()

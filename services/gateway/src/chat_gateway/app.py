@@ -124,6 +124,8 @@ class Gateway:
         self._decoders = {route.event: msgspec.json.Decoder(route.payload) for route in ROUTES}
         #: Answered NOT_IMPLEMENTED at once (no handler yet, or a service left out).
         self._unserved = unserved(settings.optional_services)
+        #: Set on SIGTERM: readiness fails from then on.
+        self.draining = False
         self._background: set[asyncio.Task[None]] = set()
         self._local: dict[str, LocalHandler] = {
             "typing_start": self._typing_start,
@@ -159,8 +161,10 @@ class Gateway:
         redis_ok = False
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=1))
-        ready = self.bus.connected and redis_ok
+        ready = self.bus.connected and redis_ok and not self.draining
         body = {"nats": self.bus.connected, "redis": redis_ok}
+        if self.draining:
+            body["draining"] = True
         return web.json_response(body, status=200 if ready else 503)
 
     # --- lifecycle ---------------------------------------------------------------------

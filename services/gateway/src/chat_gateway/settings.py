@@ -93,6 +93,11 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     socket_max_in_flight: int = 32
     #: Every Redis reply must arrive within this (ms), else the ack says retry.
     redis_timeout_ms: int = 2_000
+    #: On SIGTERM the sockets are closed in jittered batches over at most this window
+    #: (ms; 5 ms per socket below it, see drain.py), so their reconnects do not reach
+    #: the other gateways as one herd. Keep it well inside the orchestrator's grace
+    #: period (Kubernetes: 30 s by default).
+    drain_window_ms: int = 10_000
 
     def __post_init__(self) -> None:
         super().__post_init__()
