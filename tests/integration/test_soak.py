@@ -1,0 +1,88 @@
+"""Soak: many clients at a steady mixed load (see `chat_testkit.soak`).
+
+`./taskw test` runs a short variant (200 clients, 25 s: the suite's budget on a 2-core
+machine); `./taskw soak` runs 2,000 clients for 10 minutes and writes bench/soak.md.
+Both assert: no error ack other than a rate limit, every process's RSS flat after
+warm-up (fitted slope under the bound below), and ack latency steady (the p99 of the
+last window within 3x that of the first, with 50 ms of slack for a shared machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chat_testkit.soak import Soak
+from chat_testkit.stack import Stack
+from tests.integration.conftest import serve
+
+#: RSS growth after warm-up allowed per process (KiB per minute, fitted): 10 min at
+#: this rate is 20 MiB, against a gateway holding 2,000 sockets in ~100 MiB.
+SLOPE_BOUND_KIB_PER_MIN = 2048
+#: The short run is too short for a slope to mean much: its bound is 4x looser.
+SHORT_SLOPE_BOUND_KIB_PER_MIN = 4 * SLOPE_BOUND_KIB_PER_MIN
+
+
+@pytest.fixture(scope="module")
+def soak_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Two gateways with the protocol's default rate limits, every worker."""
+    running = Stack(
+        workdir=tmp_path_factory.mktemp("soak"),
+        workers=("messages", "groups", "users"),
+        overrides={"CHAT_PRESENCE_GRACE_MS": "1000", "CHAT_LOG_LEVEL": "WARNING"},
+    )
+    yield from serve(running)
+
+
+async def _soak(stack: Stack, clients: int, seconds: float, rate: float) -> str:
+    def urls() -> list[str]:
+        return [
+            p.url for n, p in sorted(stack.processes.items())
+            if n.startswith("gateway") and p.proc.poll() is None
+        ]  # fmt: skip
+
+    def pids() -> dict[str, int]:
+        out = {n: p.proc.pid for n, p in stack.processes.items()}
+        for server in (stack.nats, stack.redis):
+            if server is not None:
+                out[server.name] = server.proc.pid
+        return out
+
+    soak = Soak(urls, stack.token, pids, clients, rate)
+    await soak.setup()
+    try:
+        result = await soak.run(seconds, warmup_s=seconds * 0.3)
+    finally:
+        await soak.close()
+    long = clients >= 1000
+    report = result.markdown(
+        "Soak" if long else "Soak (short variant)",
+        "./taskw soak" if long else "./taskw test tests/integration/test_soak.py",
+    )
+    print(report)
+    target = os.environ.get("CHAT_SOAK_REPORT")
+    if target:
+        await asyncio.to_thread(Path(target).write_text, report)
+    bound = SLOPE_BOUND_KIB_PER_MIN if long else SHORT_SLOPE_BOUND_KIB_PER_MIN
+    assert not result.errors, report
+    for name in result.rss:
+        assert result.slope_kib_per_min(name) < bound, f"{name} grows\n{report}"
+    windows = result.windows()
+    assert len(windows) >= 3, report
+    assert windows[-1][2] <= 3 * windows[0][2] + 50, f"latency drifts\n{report}"
+    return report
+
+
+async def test_short_soak(soak_stack: Stack) -> None:
+    await _soak(soak_stack, clients=200, seconds=25, rate=100)
+
+
+@pytest.mark.soak
+async def test_soak_2000_clients_10_minutes(soak_stack: Stack) -> None:
+    clients = int(os.environ.get("CHAT_SOAK_CLIENTS", "2000"))
+    seconds = float(os.environ.get("CHAT_SOAK_SECONDS", "600"))
+    await _soak(soak_stack, clients=clients, seconds=seconds, rate=clients / 5)
