@@ -3,7 +3,8 @@
 A bystander on the same gateway sends at a steady pace and its ack latency is measured
 in alternating quiet and flood phases (so that the machine's own load drifts into both
 alike); the flooder is a separate process (`chat_testkit.flood`) keeping 100 events
-in flight. The p99 under flood must stay within 2x of the quiet p99.
+in flight. The p99 under flood must stay within 2x of the quiet p99, and the flooder
+gets no more than its bucket.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ async def test_a_flood_is_rate_limited_without_slowing_a_bystander(
         f"p90 {_p(quiet, 90):.1f} / {_p(flood, 90):.1f} ms)"
     )
     print(report)
-    assert limited > accepted, report
+    assert limited > 0, report
     # The flooder got at most its bucket: burst plus refill over the phases.
     assert accepted <= ROUNDS * (50 + 50 * (PHASE_S + 1.5)), report
     assert _p99(flood) <= 2 * _p99(quiet), report
