@@ -32,7 +32,7 @@ def respawn(stack: Stack, name: str, service: str, **extra: str) -> ServiceProce
     """Start `service` again as `name` (a new log, `<name>.log` overwritten), ready."""
     if service == "gateway":
         extra.setdefault("CHAT_GATEWAY_ID", name)
-    proc = stack.add(service, name, **extra)
+    proc = stack.add(service, name, None, **extra)
     proc.wait_ready()
     return proc
 
