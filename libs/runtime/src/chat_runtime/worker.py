@@ -235,13 +235,17 @@ class Worker:
         await self._bus.flush()
 
     async def _on_message(self, msg: Msg) -> None:
-        await self._slots.acquire()
+        # Every delivered command becomes a task at once; the task waits for a slot.
+        # (Waiting for the slot here left commands in the subscription's queue, where
+        # `unsubscribe` at shutdown dropped them unanswered: 40 sends behind a held
+        # lock with 4 in flight, some answered only by the gateway's deadline;
+        # tests/integration/test_drain.py.) Either way they wait in this process.
         task = asyncio.get_running_loop().create_task(self._serve(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, msg: Msg) -> None:
-        try:
+        async with self._slots:
             action = msg.subject[self._prefix_len :]
             if action == subjects.BATCH_ACTION:
                 body = encode(await self._router.dispatch_batch(msg.data))
@@ -249,20 +253,13 @@ class Worker:
                 body = encode(await self._router.dispatch(action, msg.data))
             if msg.reply:
                 await self._bus.publish(msg.reply, body)
-        finally:
-            self._slots.release()
 
     async def stop(self) -> None:
-        """Stop taking commands, finish the ones under way.
-
-        `drain`, not `unsubscribe`: commands NATS already delivered but still queued
-        behind `max_in_flight` are served too. Unsubscribing dropped them unanswered
-        (40 sends behind a held lock with 4 in flight: some answered `retry` only by
-        the gateway's deadline; tests/integration/test_drain.py).
-        """
+        """Stop taking commands, answer every one taken (running or waiting for a
+        slot) within `DRAIN_S`."""
         for sub in self._subscriptions:
             with contextlib.suppress(Exception):
-                await sub.drain()
+                await sub.unsubscribe()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=DRAIN_S)
             for task in pending:
