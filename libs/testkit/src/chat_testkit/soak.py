@@ -175,37 +175,54 @@ class Soak:
                 urls = self.urls()
         raise RuntimeError(f"{user.user_id} could not connect")
 
+    async def _setup_call(self, user: User, event: str, payload: dict[str, Any]) -> Any:
+        """A setup command, reconnecting and retrying when the socket dropped or the
+        ack did not come (a loaded machine: 2,000 clients in one process)."""
+        for attempt in range(4):
+            if user.sio is None or not user.sio.connected:
+                await self._connect(user)
+            assert user.sio is not None
+            try:
+                ack = await user.sio.call(event, payload, timeout=30)
+            except socketio.exceptions.SocketIOError:
+                continue
+            if ack.get("status") == "ok":
+                return ack
+            await asyncio.sleep(ack.get("retryAfter", 500) / 1000 * (attempt + 1))
+        raise RuntimeError(f"setup {event} of {user.user_id} failed")
+
     async def setup(self) -> None:
         """Connect everyone (50 at a time), make groups of ten and one DM per pair."""
         for i in range(0, len(self.users), 50):
             await asyncio.gather(*(self._connect(u) for u in self.users[i : i + 50]))
-        for start in range(0, len(self.users) - 9, 10):
+
+        async def group(start: int) -> None:
             owner, members = self.users[start], self.users[start + 1 : start + 9]
             spare = self.users[start + 9]
-            assert owner.sio is not None
-            ack = await owner.sio.call(
-                "group:create",
-                {"name": "soak", "memberIds": [m.user_id for m in members]},
-                timeout=30,
-            )
-            if ack.get("status") != "ok":
-                raise RuntimeError(f"group:create: {ack}")
-            group = ack["group"]["id"]
-            owner.owned = (group, spare.user_id, False)
+            payload = {"name": "soak", "memberIds": [m.user_id for m in members]}
+            ack = await self._setup_call(owner, "group:create", payload)
+            group_id = ack["group"]["id"]
+            owner.owned = (group_id, spare.user_id, False)
             for user in (owner, *members):
-                user.chats.append({"groupId": group})
-        for a, b in zip(self.users[0::2], self.users[1::2], strict=False):
-            assert a.sio is not None
-            ack = await a.sio.call(
-                "message:send",
-                {"clientMessageId": uuid.uuid4().hex, "targetUserId": b.user_id, "content": "hi"},
-                timeout=30,
-            )
-            if ack.get("status") != "ok":
-                raise RuntimeError(f"first DM: {ack}")
+                user.chats.append({"groupId": group_id})
+
+        async def dm(a: User, b: User) -> None:
+            payload = {
+                "clientMessageId": f"soak-dm-{a.user_id}",
+                "targetUserId": b.user_id,
+                "content": "hi",
+            }
+            ack = await self._setup_call(a, "message:send", payload)
             conversation = {"conversationId": ack["message"]["conversationId"]}
             a.chats.append(conversation)
             b.chats.append(conversation)
+
+        starts = list(range(0, len(self.users) - 9, 10))
+        for i in range(0, len(starts), 20):
+            await asyncio.gather(*(group(s) for s in starts[i : i + 20]))
+        pairs = list(zip(self.users[0::2], self.users[1::2], strict=False))
+        for i in range(0, len(pairs), 50):
+            await asyncio.gather(*(dm(a, b) for a, b in pairs[i : i + 50]))
 
     async def run(self, seconds: float, warmup_s: float) -> SoakResult:
         """Drive the mix for `seconds`; sample RSS every second."""
