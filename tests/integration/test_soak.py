@@ -89,6 +89,7 @@ async def test_short_soak(soak_stack: Stack) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 async def test_soak_2000_clients_10_minutes(soak_stack: Stack) -> None:
     clients = int(os.environ.get("CHAT_SOAK_CLIENTS", "2000"))
     seconds = float(os.environ.get("CHAT_SOAK_SECONDS", "600"))
