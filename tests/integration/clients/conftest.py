@@ -1,0 +1,113 @@
+"""The stack the client-facing tests share: two gateways for the conformance suite and
+one more that serves the web client (on a port chosen here, so that its origin can be
+allowed), plus the Node modules of `clients/` installed from the committed lock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chat_testkit.stack import ALLOWED_ORIGIN, Stack
+from tests.integration.conftest import serve
+
+ROOT = Path(__file__).resolve().parents[3]
+CLIENTS = ROOT / "clients"
+GENERATED = ROOT / "libs" / "contracts" / "generated"
+
+#: Protocol timings shortened for the suite (same code paths, smaller numbers).
+GRACE_MS = 1_000
+TYPING_EXPIRY_MS = 1_500
+
+
+def missing(reason: str) -> None:
+    """Skip naming the missing part; under CI=true it must have been installed: fail."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}: CI must install it (.ci/run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """`clients/node_modules`, installed with `npm ci` from the committed lock when absent
+    or older than the lock; the `node` binary's path."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        missing("node and npm are not installed (Debian packages nodejs, npm)")
+    assert node is not None
+    assert npm is not None
+    marker = CLIENTS / "node_modules" / ".package-lock.json"
+    lock = CLIENTS / "package-lock.json"
+    if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--prefix", str(CLIENTS)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    return Path(node)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass(frozen=True)
+class WebGateway:
+    """The gateway that serves the web client, with dev sign-in on."""
+
+    url: str
+
+
+@pytest.fixture(scope="session")
+def clients_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Every worker, two gateways (a, b) and the web gateway; relaxed rate limits (the
+    conformance suite brings its own strict gateway for RATE_LIMITED)."""
+    running = Stack(
+        workdir=tmp_path_factory.mktemp("clients-stack"),
+        overrides={
+            "CHAT_PRESENCE_GRACE_MS": str(GRACE_MS),
+            "CHAT_TYPING_EXPIRY_MS": str(TYPING_EXPIRY_MS),
+            "CHAT_PING_INTERVAL_MS": "3000",
+            "CHAT_PING_TIMEOUT_MS": "5000",
+            "CHAT_RATE_OTHER_PER_MIN": "60000",
+            "CHAT_RATE_SEND_PER_S": "1000",
+            "CHAT_RATE_SEND_BURST": "1000",
+            "CHAT_RATE_TYPING_PER_S": "1000",
+            "CHAT_RATE_GROUP_CREATE_PER_MIN": "60000",
+            "CHAT_RATE_SYNC_PER_MIN": "60000",
+            "CHAT_CALL_RING_TIMEOUT_MS": "4000",
+        },
+    )
+    yield from serve(running)
+
+
+@pytest.fixture(scope="session")
+def web_gateway(clients_stack: Stack) -> Iterator[WebGateway]:
+    """One more gateway of the clients stack serving the web client at `/`."""
+    port = _free_port()
+    origin = f"http://127.0.0.1:{port}"
+    proc = clients_stack.add(
+        "gateway",
+        "gateway-web",
+        CHAT_GATEWAY_ID="gateway-web",
+        CHAT_GATEWAY_PORT=str(port),
+        CHAT_WEB_CLIENT="1",
+        CHAT_DEV_MODE="1",
+        CHAT_ALLOWED_ORIGINS=f"{origin},{ALLOWED_ORIGIN}",
+    )
+    proc.wait_ready()
+    yield WebGateway(url=origin)
+    proc.stop()
+    del clients_stack.processes["gateway-web"]
