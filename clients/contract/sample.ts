@@ -29,7 +29,7 @@ socket.emit(
     else console.error(ack.code, ack.error);
   },
 );
-socket.emit("sync", { since: [{ groupId: "g_1", seq: 41 }] }, (ack) => {
+socket.emit("sync", { since: [{ groupId: "g_1", seq: 41, rev: 97 }] }, (ack) => {
   for (const chat of ack.chats ?? []) console.log(chat.groupId, chat.lastSeq, chat.unread);
 });
 socket.emit("typing:start", { targetUserId: "bob" });
