@@ -110,3 +110,33 @@ def test_typescript_client_of_every_event_type_checks_strictly(node_modules: Pat
     (gen / "wrong.ts").unlink()
     done = _tsc(node_modules, "--strict", "--noEmit", "-p", str(CLIENTS / "contract"))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_committed_web_client_is_built_from_its_sources(node_modules: Path, tmp_path: Path) -> None:
+    """clients/web/dist is committed (no build in CI or `./taskw up`): it must be what
+    `npm run build` makes of the sources and the lock file now."""
+    vite = CLIENTS / "node_modules" / "vite" / "bin" / "vite.js"
+    out = tmp_path / "dist"
+    done = subprocess.run(
+        [
+            str(node_modules),
+            str(vite),
+            "build",
+            "--config",
+            "web/vite.config.ts",
+            "--outDir",
+            str(out),
+        ],
+        cwd=CLIENTS,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    committed = CLIENTS / "web" / "dist"
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    assert tree(out) == tree(committed), "stale clients/web/dist: run `npm run build` in clients/"

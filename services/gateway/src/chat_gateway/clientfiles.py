@@ -5,6 +5,9 @@
   keeps current), so a deployed gateway always describes exactly the events it serves.
 - `/` and its assets: the web client (`web/dist`), only with `CHAT_WEB_CLIENT=1`.
 - `/web-config.json`: what the web client needs to know about this deployment.
+- `/v1/...`: forwarded to the media service (`CHAT_WEB_MEDIA_URL`) with the web client,
+  so that the page uploads and downloads on its own origin (the media service answers
+  no cross-origin requests).
 - `POST /dev/token`: a token for any user name, only with `CHAT_DEV_MODE=1`.
 """
 
@@ -15,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 
+import aiohttp
 import jwt
 import msgspec
 from aiohttp import web
@@ -89,6 +93,56 @@ def _mount_web(app: web.Application, settings: GatewaySettings) -> None:
     app.router.add_get("/web-config.json", web_config)
     if (root / "assets").is_dir():
         app.router.add_static("/assets/", root / "assets")
+    if settings.web_media_url:
+        proxy = MediaProxy(settings.web_media_url)
+        app.router.add_route("*", "/v1/{tail:.*}", proxy)
+        app.on_cleanup.append(proxy.close)
+
+
+#: Request and response headers the media forward passes on (the rest are hop-by-hop
+#: or the gateway's own).
+_FORWARD_REQUEST = ("Authorization", "Content-Type", "Content-Length", "Content-Range", "Range")
+_FORWARD_RESPONSE = (
+    "Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "Upload-Offset",
+    "Location", "Cache-Control", "X-Content-Type-Options", "Content-Security-Policy",
+)  # fmt: skip
+#: Streamed in pieces of this size both ways (a 100 MiB upload never sits in memory).
+_CHUNK = 256 * 1024
+
+
+class MediaProxy:
+    """Forwards `/v1/...` to the media service, streaming both ways."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+        headers = {k: v for k in _FORWARD_REQUEST if (v := request.headers.get(k)) is not None}
+        body = request.content.iter_chunked(_CHUNK) if request.body_exists else None
+        async with self._session.request(
+            request.method,
+            self.base + request.rel_url.raw_path_qs,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as upstream:
+            out = web.StreamResponse(status=upstream.status)
+            for key in _FORWARD_RESPONSE:
+                if key in upstream.headers:
+                    out.headers[key] = upstream.headers[key]
+            await out.prepare(request)
+            async for chunk in upstream.content.iter_chunked(_CHUNK):
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    async def close(self, _app: web.Application) -> None:
+        """Close the client session (on the application's cleanup)."""
+        if self._session is not None:
+            await self._session.close()
 
 
 def _dev_token_handler(
