@@ -161,7 +161,7 @@ def test_two_users_message_type_read_react_edit_delete(
     pw.expect(alice.page.locator("#typing")).to_have_text("Bob is typing…")
     bob.page.get_by_label("Message", exact=True).press("Enter")
     pw.expect(alice.message("Hi")).to_be_visible()
-    alice.shot("chat", "main")
+    alice.shot("chat", "typed")
 
     _require(web_gateway, "message:reaction:add", "message:edit", "message:delete")
     bob.message("Hello Bob").hover()
@@ -176,6 +176,9 @@ def test_two_users_message_type_read_react_edit_delete(
     edited = bob.message("Hello Bob, edited")
     pw.expect(edited).to_be_visible()
     pw.expect(edited.get_by_role("button", name="edited")).to_be_visible()
+    pw.expect(alice.message("Hello Bob, edited")).to_be_visible()
+    alice.page.get_by_label("Message", exact=True).click()
+    alice.shot("chat", "main")  # the README's screenshot
     edited.get_by_role("button", name="edited").click()
     pw.expect(bob.page.locator("dialog")).to_contain_text("Hello Bob")
     bob.shot("chat", "edit-history")
