@@ -37,3 +37,24 @@ test("upload: POST /v1/uploads, PUT the bytes, upload:progress to 100 and upload
   assert.equal((await tooBig.json()).code, "PAYLOAD_TOO_LARGE");
   void ok;
 });
+
+test("upload:failed for content the server refuses (an executable), with the request list's fields", async (t) => {
+  if (!cfg.mediaUrl) {
+    t.skip("no media service in this version (services/media has no worker yet)");
+    return;
+  }
+  const me = uid("uploader");
+  const jwt = await token(me, "Uploader");
+  const sock = await connect(me);
+  // A Windows executable's header: refused by content sniffing, whatever the name says.
+  const exe = Buffer.concat([Buffer.from("MZ"), Buffer.alloc(62), Buffer.from("PE\0\0"), Buffer.alloc(1024)]);
+  const headers = { Authorization: `Bearer ${jwt}`, "Content-Type": "application/json" };
+  const created = await fetch(`${cfg.mediaUrl}/v1/uploads`, { method: "POST", headers, body: JSON.stringify({ fileName: "holiday.jpg", size: exe.length }) });
+  assert.equal(created.status, 201);
+  const { uploadId, uploadUrl } = await created.json();
+  const put = await fetch(uploadUrl, { method: "PUT", headers: { Authorization: `Bearer ${jwt}` }, body: exe });
+  assert.ok(!put.ok);
+  const failed = await next(sock, "upload:failed", (e) => e.uploadId === uploadId);
+  assertKeys(failed, ["uploadId", "fileName", "error"], [], "upload:failed");
+  assert.equal(failed.fileName, "holiday.jpg");
+});

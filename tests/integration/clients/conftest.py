@@ -98,6 +98,7 @@ def web_gateway(clients_stack: Stack) -> Iterator[WebGateway]:
     """One more gateway of the clients stack serving the web client at `/`."""
     port = _free_port()
     origin = f"http://127.0.0.1:{port}"
+    media = clients_stack.processes.get("media")
     proc = clients_stack.add(
         "gateway",
         "gateway-web",
@@ -106,6 +107,7 @@ def web_gateway(clients_stack: Stack) -> Iterator[WebGateway]:
         CHAT_WEB_CLIENT="1",
         CHAT_DEV_MODE="1",
         CHAT_ALLOWED_ORIGINS=f"{origin},{ALLOWED_ORIGIN}",
+        CHAT_WEB_MEDIA_URL=media.url if media is not None else "",
     )
     proc.wait_ready()
     yield WebGateway(url=origin)

@@ -15,7 +15,8 @@ import pytest
 
 from chat_testkit.servers import NatsServer, ServiceProcess
 from chat_testkit.stack import AUDIENCE, ISSUER, Stack
-from tests.integration.clients.conftest import CLIENTS, GRACE_MS, TYPING_EXPIRY_MS
+from tests.integration.clients import contract
+from tests.integration.clients.conftest import CLIENTS, GENERATED, GRACE_MS, TYPING_EXPIRY_MS
 from tests.integration.conftest import serve
 
 #: The windows stack's edit and delete windows (s).
@@ -101,3 +102,12 @@ def test_socket_io_client_conformance(
     assert done.returncode == 0, f"conformance failures: {summary}\n{clients_stack.logs()[-6000:]}"
     assert int(summary.get("pass", 0)) > 0
     assert summary.get("fail") == "0"
+
+
+def test_conformance_suite_names_every_event_of_the_contract() -> None:
+    """Every event of the AsyncAPI document (both directions) appears in the suite, so a
+    new event cannot land without a conformance test."""
+    doc = contract.load(GENERATED / "asyncapi.json")
+    events = {e.name for e in contract.client_events(doc) + contract.server_events(doc)}
+    source = "".join(p.read_text() for p in (CLIENTS / "conformance").glob("*.mjs"))
+    assert sorted(e for e in events if f'"{e}"' not in source) == []
