@@ -357,8 +357,15 @@ class App {
 
   say(text: string): void {
     this.notice = text;
+    clearTimeout(this.noticeTimer);
+    this.noticeTimer = window.setTimeout(() => {
+      this.notice = "";
+      this.render();
+    }, 5000);
     this.render();
   }
+
+  private noticeTimer: number | undefined;
 
   async open(key: string): Promise<void> {
     this.state.current = key;

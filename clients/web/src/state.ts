@@ -46,9 +46,13 @@ export class State {
   constructor(readonly me: { id: string; name: string }) {
     const peers = JSON.parse(localStorage.getItem(this.storeKey("peers")) ?? "{}") as Record<string, string>;
     this.knownPeers = new Map(Object.entries(peers));
+    const names = JSON.parse(localStorage.getItem(this.storeKey("names")) ?? "{}") as Record<string, string>;
+    this.names = new Map(Object.entries(names));
   }
 
   knownPeers: Map<string, string>;
+  /** Display names seen in messages, kept across reloads (the protocol has no profile query). */
+  names: Map<string, string>;
 
   storeKey(what: string): string {
     return `chat:${this.me.id}:${what}`;
@@ -74,7 +78,7 @@ export class State {
         members: new Map(),
       };
       if (chat.conversationId) chat.peerId = this.knownPeers.get(chat.conversationId);
-      if (chat.peerId) chat.title = chat.peerId;
+      if (chat.peerId) chat.title = this.names.get(chat.peerId) ?? chat.peerId;
       this.chats.set(key, chat);
     }
     return chat;
@@ -83,7 +87,11 @@ export class State {
   learnPeer(chat: Chat, peerId: string, name?: string): void {
     if (!chat.conversationId || peerId === this.me.id) return;
     chat.peerId = peerId;
-    if (chat.title === "Conversation" || chat.title === peerId) chat.title = name ?? peerId;
+    if (chat.title === "Conversation" || chat.title === peerId) chat.title = name ?? this.names.get(peerId) ?? peerId;
+    if (name && this.names.get(peerId) !== name) {
+      this.names.set(peerId, name);
+      localStorage.setItem(this.storeKey("names"), JSON.stringify(Object.fromEntries(this.names)));
+    }
     if (!this.knownPeers.has(chat.conversationId)) {
       this.knownPeers.set(chat.conversationId, peerId);
       localStorage.setItem(this.storeKey("peers"), JSON.stringify(Object.fromEntries(this.knownPeers)));

@@ -277,3 +277,72 @@ def test_video_call_connects_both_peers(pair: tuple[User, User], web_gateway: We
     bob.shot("call", "connected")
     alice.page.get_by_role("button", name="Hang up").click()
     pw.expect(bob.page.locator("#call")).to_be_hidden()
+
+
+def test_group_history_scroll_pin_forward_search_mute(
+    pair: tuple[User, User], web_gateway: WebGateway
+) -> None:
+    _require(web_gateway, "message:pin", "message:forward", "search:messages", "conversation:mute")
+    alice, bob = pair
+    _dm(alice, bob)
+    # A group, made in the page's dialog.
+    alice.page.get_by_role("button", name="New group").click()
+    alice.page.get_by_label("Name").fill("Crew")
+    alice.page.get_by_label("Members (user ids, comma-separated)").fill(bob.id)
+    alice.page.get_by_role("button", name="Create group").click()
+    pw.expect(alice.page.locator("#chat-title")).to_have_text("Crew")
+    group = bob.page.locator("nav[aria-label='Chats'] button.chat", has_text="Crew")
+    pw.expect(group).to_be_visible()
+    # 45 messages from Alice's socket (quicker than typing them); Bob reloads the page
+    # (nothing held but the sync cursors) and opens the group: the newest page shows,
+    # and scrolling up brings the older ones.
+    alice.page.evaluate(
+        """async () => {
+          const chat = window.chat; const groupId = chat.state.current.slice(2);
+          for (let i = 1; i <= 45; i++) {
+            const ack = await chat.socket.timeout(5000).emitWithAck('message:send',
+              { clientMessageId: crypto.randomUUID(), groupId, type: 'TEXT',
+                content: `line ${i}` });
+            chat.state.upsert(ack.message);
+          }
+          chat.render();
+        }"""
+    )
+    pw.expect(group).to_be_visible()
+    bob.page.reload()
+    bob.connected()
+    group.click()
+    line = lambda n: bob.page.locator("li.msg .text").get_by_text(f"line {n}", exact=True)  # noqa: E731
+    pw.expect(line(45)).to_be_visible()
+    pw.expect(line(1)).to_have_count(0)
+    pw.expect(bob.page.locator("li.msg")).to_have_count(30)
+    bob.page.locator("#log").evaluate("log => { log.scrollTop = 0; }")
+    pw.expect(line(1)).to_be_attached()
+    line(1).scroll_into_view_if_needed()
+    bob.shot("group", "scrolled")
+    # Pin (Alice is the group's admin): Bob sees the pin, and it is in the pins list.
+    alice.message("line 45").hover()
+    alice.message("line 45").get_by_role("button", name="Pin").click()
+    pw.expect(bob.message("line 45").get_by_label("pinned")).to_be_visible()
+    bob.page.get_by_role("button", name="Pins").click()
+    pw.expect(bob.page.locator("dialog")).to_contain_text("line 45")
+    bob.page.locator("dialog").get_by_role("button", name="Close").click()
+    # Forward into the DM.
+    bob.message("line 44").hover()
+    bob.message("line 44").get_by_role("button", name="Forward").click()
+    bob.page.locator("dialog").get_by_role("button", name="Alice").click()
+    alice.open_chat("Bob")
+    forwarded = alice.message("line 44")
+    pw.expect(forwarded).to_contain_text("Forwarded from Alice")
+    # Search finds it.
+    bob.page.get_by_role("button", name="Search").click()
+    bob.page.get_by_label("Search messages").fill("line 4")
+    bob.page.locator("dialog").get_by_role("button", name="Search").click()
+    pw.expect(bob.page.locator("dialog ol li").first).to_contain_text("line 4")
+    bob.shot("group", "search")
+    bob.page.locator("dialog").get_by_role("button", name="Close").click()
+    # Mute the group: the chat list says so.
+    group.click()
+    bob.page.get_by_role("button", name="Mute").click()
+    pw.expect(group.get_by_label("muted")).to_be_visible()
+    pw.expect(bob.page.get_by_role("button", name="Unmute")).to_be_visible()
