@@ -152,13 +152,6 @@ export async function refusedWith(socket, event, payload, code, status = "error"
   return answer;
 }
 
-/** A round trip on `socket` that the server answers only after everything emitted
- * before it was handled; events caused earlier to this socket have been sent by then
- * when they come from the same gateway (used before asserting that none arrived). */
-export async function settle(socket) {
-  await ok(socket, "groups:list", {});
-}
-
 /** Asserts exactly these keys: every `required` one, nothing outside required+optional.
  * The names are those of frontend-requests.md, letter for letter. */
 export function assertKeys(object, required, optional = [], what = "payload") {

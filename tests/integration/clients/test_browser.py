@@ -346,3 +346,25 @@ def test_group_history_scroll_pin_forward_search_mute(
     bob.page.get_by_role("button", name="Mute").click()
     pw.expect(group.get_by_label("muted")).to_be_visible()
     pw.expect(bob.page.get_by_role("button", name="Unmute")).to_be_visible()
+
+
+def test_custom_status_and_block(pair: tuple[User, User], web_gateway: WebGateway) -> None:
+    _require(web_gateway, "status:set", "user:block", "user:unblock")
+    alice, bob = pair
+    _dm(alice, bob)
+    alice.page.get_by_role("button", name="Set status").click()
+    alice.page.get_by_label("Status", exact=True).fill("In a meeting")
+    alice.page.get_by_label("Emoji").fill("📅")
+    alice.page.get_by_role("button", name="Save").click()
+    pw.expect(bob.page.locator("#chat-sub")).to_contain_text("📅 In a meeting")
+    bob.shot("people", "status")
+    alice.page.get_by_role("button", name="Block").click()
+    pw.expect(alice.page.get_by_role("button", name="Unblock")).to_be_visible()
+    pw.expect(bob.page.locator("#notice")).to_contain_text("blocked you")
+    bob.say("are you there?")
+    pw.expect(bob.page.locator("#notice")).to_contain_text("Send failed")
+    pw.expect(alice.message("are you there?")).to_have_count(0)
+    alice.page.get_by_role("button", name="Unblock").click()
+    pw.expect(bob.page.locator("#notice")).to_contain_text("unblocked you")
+    bob.say("hello again")
+    pw.expect(alice.message("hello again")).to_be_visible()
