@@ -403,19 +403,13 @@ class App {
   private markRead(): void {
     const chat = this.currentChat();
     if (!chat || document.visibilityState === "hidden") return;
-    const unread = [...chat.messages.values()].filter((m) => m.senderId !== this.state.me.id && !m.isDeleted).map((m) => m.id);
-    const key = `${chat.key}:${chat.lastSeq}`;
-    if (!unread.length || this.lastRead === key) {
-      chat.unread = 0;
-      return;
-    }
-    this.lastRead = key;
     chat.unread = 0;
+    const unread = [...chat.messages.values()].filter((m) => m.seq > chat.myReadSeq && m.senderId !== this.state.me.id && !m.isDeleted);
+    if (!unread.length) return;
+    chat.myReadSeq = Math.max(...unread.map((m) => m.seq));
     const target = chat.groupId ? { groupId: chat.groupId } : { conversationId: chat.conversationId };
-    void request(this.socket, "message:read", { messageIds: unread.slice(-500), ...target }).catch(() => undefined);
+    void request(this.socket, "message:read", { messageIds: unread.map((m) => m.id).slice(-500), ...target }).catch(() => undefined);
   }
-
-  private lastRead = "";
 
   async newChat(userId: string, firstText: string): Promise<void> {
     await this.guard("New chat", async () => {

@@ -19,6 +19,8 @@ export interface Chat {
   muted: boolean;
   /** Highest seq the other side has read (DMs: read ticks). */
   peerReadSeq: number;
+  /** Highest seq this user has marked read from this device. */
+  myReadSeq: number;
   messages: Map<string, SocketMessage>;
   hasMore: boolean;
   typing: Map<string, { name: string; until: number }>;
@@ -72,6 +74,7 @@ export class State {
         unread: 0,
         muted: false,
         peerReadSeq: 0,
+        myReadSeq: 0,
         messages: new Map(),
         hasMore: true,
         typing: new Map(),
