@@ -360,7 +360,6 @@ def build(gateways: int) -> tuple[list[Child], list[str]]:
             # The web client at / with the development sign-in (never in production);
             # its page talks to this gateway from the gateway's own origin.
             env.setdefault("CHAT_WEB_CLIENT", "1")
-            env.setdefault("CHAT_DEV_MODE", "1")
             env.setdefault("CHAT_WEB_MEDIA_URL", f"http://{HOST}:{MEDIA_PORT}")
             own = ",".join(
                 f"http://{host}:{first + GATEWAY_PORT_STEP * i}" for host in ("localhost", HOST)

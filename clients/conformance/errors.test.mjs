@@ -38,6 +38,22 @@ test("RATE_LIMITED: past 10 message:send in a burst the ack says retry with retr
   }
 });
 
+test("LIMIT_EXCEEDED: a user past the gateway's sockets per user is refused at the handshake", async () => {
+  const me = uid("tabs");
+  for (let i = 0; i < cfg.strictMaxSockets; i++) await connect(me, { gateway: cfg.strictUrl });
+  const err = await refused({ url: cfg.strictUrl, auth: { token: await token(me) } });
+  assert.equal(err.data?.code, "LIMIT_EXCEEDED");
+});
+
+test("a message over the announced maxPayload gets a VALIDATION_ERROR ack and the socket stays", async () => {
+  const sock = await connect(uid("big"));
+  const huge = "x".repeat(1_200_000);
+  const answer = await refusedWith(sock, "message:send", { clientMessageId: randomUUID(), targetUserId: uid("peer"), type: "TEXT", content: huge }, "VALIDATION_ERROR");
+  assert.equal(typeof answer.error, "string");
+  assert.equal(sock.connected, true);
+  await ack(sock, "groups:list", {});
+});
+
 test("UNAVAILABLE: with no worker behind the gateway the handshake says so, with retryAfter, never a hang", async () => {
   const t0 = Date.now();
   const err = await refused({ url: cfg.noWorkerUrl, auth: { token: await token(uid("lonely")) } });

@@ -16,6 +16,7 @@ function env(name, fallback) {
 export const cfg = {
   urls: env("CHAT_CONF_URLS").split(","),
   strictUrl: env("CHAT_CONF_STRICT_URL"),
+  strictMaxSockets: Number(env("CHAT_CONF_STRICT_MAX_SOCKETS")),
   noWorkerUrl: env("CHAT_CONF_NOWORKER_URL"),
   mediaUrl: process.env.CHAT_CONF_MEDIA_URL || "",
   secret: env("CHAT_CONF_JWT_SECRET"),

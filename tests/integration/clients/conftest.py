@@ -88,6 +88,8 @@ def clients_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "CHAT_RATE_GROUP_CREATE_PER_MIN": "60000",
             "CHAT_RATE_SYNC_PER_MIN": "60000",
             "CHAT_CALL_RING_TIMEOUT_MS": "4000",
+            # Every test socket comes from 127.0.0.1.
+            "CHAT_HANDSHAKES_PER_ADDRESS_PER_S": "0",
         },
     )
     yield from serve(running)

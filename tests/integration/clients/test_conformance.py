@@ -21,6 +21,8 @@ from tests.integration.conftest import serve
 
 #: The windows stack's edit and delete windows (s).
 WINDOW_S = 1
+#: Sockets one user may hold on the strict gateway.
+MAX_SOCKETS = 3
 #: The whole suite's wall-time guard (it takes ~30 s on an idle 2-core machine).
 SUITE_TIMEOUT_S = 300
 
@@ -47,6 +49,7 @@ def odd_gateways(
     lonely_nats = NatsServer(workdir)
     strict_env = clients_stack.env(CHAT_GATEWAY_ID="gateway-strict")
     strict_env = {k: v for k, v in strict_env.items() if not k.startswith("CHAT_RATE_")}
+    strict_env["CHAT_MAX_SOCKETS_PER_USER"] = str(MAX_SOCKETS)
     strict = ServiceProcess("gateway", strict_env, workdir, "gateway-strict")
     lonely_env = clients_stack.env(
         CHAT_GATEWAY_ID="gateway-lonely", CHAT_NATS_URL=lonely_nats.url, CHAT_ACK_TIMEOUT_MS="300"
@@ -71,6 +74,7 @@ def test_socket_io_client_conformance(
         **os.environ,
         "CHAT_CONF_URLS": f"{clients_stack.gateway_url(0)},{clients_stack.gateway_url(1)}",
         "CHAT_CONF_STRICT_URL": odd_gateways["strict"],
+        "CHAT_CONF_STRICT_MAX_SOCKETS": str(MAX_SOCKETS),
         "CHAT_CONF_NOWORKER_URL": odd_gateways["lonely"],
         "CHAT_CONF_WINDOWS_URL": windows_stack.gateway_url(0),
         "CHAT_CONF_WINDOWS_SECRET": windows_stack.secret,
