@@ -360,7 +360,8 @@ def build(gateways: int) -> tuple[list[Child], list[str]]:
             # The web client at / with the development sign-in (never in production);
             # its page talks to this gateway from the gateway's own origin.
             env.setdefault("CHAT_WEB_CLIENT", "1")
-            env.setdefault("CHAT_WEB_MEDIA_URL", f"http://{HOST}:{MEDIA_PORT}")
+            if any(s.name == "media" and s.runnable for s in SERVICES):
+                env.setdefault("CHAT_WEB_MEDIA_URL", f"http://{HOST}:{MEDIA_PORT}")
             own = ",".join(
                 f"http://{host}:{first + GATEWAY_PORT_STEP * i}" for host in ("localhost", HOST)
             )

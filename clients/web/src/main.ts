@@ -7,7 +7,8 @@ import { createUpload, mediaBlob, messageType, sendBytes } from "./upload";
 
 interface WebConfig {
   devMode: boolean;
-  mediaUrl: string;
+  /** Whether this deployment forwards uploads to a media service. */
+  media: boolean;
 }
 
 const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
@@ -664,7 +665,7 @@ class App {
     if (!this.composerEl || this.composerChat !== chat.key) {
       this.composerChat = chat.key;
       const text = h("textarea", { id: "composer-text", name: "text", rows: 2, "aria-label": "Message", placeholder: "Write a message" }) as HTMLTextAreaElement;
-      const file = h("input", { type: "file", id: "composer-file", "aria-label": "Attach a file", class: "file" }) as HTMLInputElement;
+      const file = h("input", { type: "file", id: "composer-file", "aria-label": "Attach a file", class: "file", disabled: !this.config.media, title: this.config.media ? null : "uploads are not available on this server" }) as HTMLInputElement;
       text.addEventListener("input", () => this.typing());
       text.addEventListener("keydown", (e) => {
         if (e.key === "Enter" && !e.shiftKey) {

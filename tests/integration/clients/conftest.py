@@ -1,6 +1,7 @@
-"""The stack the client-facing tests share: two gateways for the conformance suite and
-one more that serves the web client (on a port chosen here, so that its origin can be
-allowed), plus the Node modules of `clients/` installed from the committed lock."""
+"""The client-facing tests run on the integration session stack (two gateways for the
+conformance suite) plus one more gateway that serves the web client (on a port chosen
+here, so that its origin can be allowed), and the Node modules of `clients/` installed
+from the committed lock."""
 
 from __future__ import annotations
 
@@ -15,15 +16,13 @@ from pathlib import Path
 import pytest
 
 from chat_testkit.stack import ALLOWED_ORIGIN, Stack
-from tests.integration.conftest import serve
+from tests.integration.conftest import GRACE_MS, TYPING_EXPIRY_MS
+
+__all__ = ["GRACE_MS", "TYPING_EXPIRY_MS"]
 
 ROOT = Path(__file__).resolve().parents[3]
 CLIENTS = ROOT / "clients"
 GENERATED = ROOT / "libs" / "contracts" / "generated"
-
-#: Protocol timings shortened for the suite (same code paths, smaller numbers).
-GRACE_MS = 1_000
-TYPING_EXPIRY_MS = 1_500
 
 
 def missing(reason: str) -> None:
@@ -56,7 +55,7 @@ def node_modules() -> Path:
     return Path(node)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -71,34 +70,17 @@ class WebGateway:
 
 
 @pytest.fixture(scope="session")
-def clients_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Every worker, two gateways (a, b) and the web gateway; relaxed rate limits (the
-    conformance suite brings its own strict gateway for RATE_LIMITED)."""
-    running = Stack(
-        workdir=tmp_path_factory.mktemp("clients-stack"),
-        overrides={
-            "CHAT_PRESENCE_GRACE_MS": str(GRACE_MS),
-            "CHAT_TYPING_EXPIRY_MS": str(TYPING_EXPIRY_MS),
-            "CHAT_PING_INTERVAL_MS": "3000",
-            "CHAT_PING_TIMEOUT_MS": "5000",
-            "CHAT_RATE_OTHER_PER_MIN": "60000",
-            "CHAT_RATE_SEND_PER_S": "1000",
-            "CHAT_RATE_SEND_BURST": "1000",
-            "CHAT_RATE_TYPING_PER_S": "1000",
-            "CHAT_RATE_GROUP_CREATE_PER_MIN": "60000",
-            "CHAT_RATE_SYNC_PER_MIN": "60000",
-            "CHAT_CALL_RING_TIMEOUT_MS": "4000",
-            # Every test socket comes from 127.0.0.1.
-            "CHAT_HANDSHAKES_PER_ADDRESS_PER_S": "0",
-        },
-    )
-    yield from serve(running)
+def clients_stack(stack: Stack) -> Stack:
+    """The integration tests' session stack (every worker, gateways a and b, relaxed rate
+    limits, no per-address handshake limit): one stack for the whole run. The
+    conformance suite brings its own strict gateway for RATE_LIMITED."""
+    return stack
 
 
 @pytest.fixture(scope="session")
 def web_gateway(clients_stack: Stack) -> Iterator[WebGateway]:
     """One more gateway of the clients stack serving the web client at `/`."""
-    port = _free_port()
+    port = free_port()
     origin = f"http://127.0.0.1:{port}"
     media = clients_stack.processes.get("media")
     proc = clients_stack.add(

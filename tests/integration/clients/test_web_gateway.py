@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from chat_testkit.client import ChatClient
+from chat_testkit.servers import ServiceProcess
 from chat_testkit.stack import Stack
-from tests.integration.clients.conftest import WebGateway
+from tests.integration.clients.conftest import WebGateway, free_port
 
 
 def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
@@ -66,3 +67,27 @@ async def test_a_dev_token_opens_a_socket_as_that_user(
         assert ack["group"]["createdBy"] == "dev-dora"
     finally:
         await client.close()
+
+
+def test_uploads_answer_unavailable_while_media_is_down(
+    clients_stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    closed = free_port()  # nothing listens there
+    proc = ServiceProcess(
+        "gateway",
+        clients_stack.env(
+            CHAT_GATEWAY_ID="gateway-nomedia",
+            CHAT_WEB_CLIENT="1",
+            CHAT_WEB_MEDIA_URL=f"http://127.0.0.1:{closed}",
+        ),
+        tmp_path_factory.mktemp("nomedia"),
+        "gateway-nomedia",
+    )
+    try:
+        proc.wait_ready()
+        assert json.loads(_http(proc.url + "/web-config.json")[1])["media"] is True
+        status, body = _http(proc.url + "/v1/uploads", {"fileName": "a.png", "size": 1})
+        assert status == 503
+        assert json.loads(body)["code"] == "UNAVAILABLE"
+    finally:
+        proc.stop()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -26,6 +27,8 @@ from aiohttp import web
 from chat_contracts import codegen
 from chat_contracts.ids import is_valid_id
 from chat_gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
 
 #: Where `clients/` builds the web client (`npm run build`); committed, so no build is needed.
 DEFAULT_WEB_DIR = Path(__file__).resolve().parents[4] / "clients" / "web" / "dist"
@@ -81,7 +84,10 @@ def _mount_web(app: web.Application, settings: GatewaySettings) -> None:
     if not index.is_file():
         # Fail at start, naming the setting, rather than serve 404s to a browser.
         raise ValueError(f"CHAT_WEB_CLIENT=1 but {index} does not exist (CHAT_WEB_CLIENT_DIR)")
-    config = msgspec.json.encode({"devMode": settings.dev_mode, "mediaUrl": settings.web_media_url})
+    # Whether uploads work (the page reaches media through this gateway, never directly).
+    config = msgspec.json.encode(
+        {"devMode": settings.dev_mode, "media": bool(settings.web_media_url)}
+    )
 
     async def page(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
@@ -122,22 +128,29 @@ class MediaProxy:
             self._session = aiohttp.ClientSession(auto_decompress=False)
         headers = {k: v for k in _FORWARD_REQUEST if (v := request.headers.get(k)) is not None}
         body = request.content.iter_chunked(_CHUNK) if request.body_exists else None
-        async with self._session.request(
-            request.method,
-            self.base + request.rel_url.raw_path_qs,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-        ) as upstream:
-            out = web.StreamResponse(status=upstream.status)
-            for key in _FORWARD_RESPONSE:
-                if key in upstream.headers:
-                    out.headers[key] = upstream.headers[key]
-            await out.prepare(request)
-            async for chunk in upstream.content.iter_chunked(_CHUNK):
-                await out.write(chunk)
-            await out.write_eof()
-            return out
+        try:
+            async with self._session.request(
+                request.method,
+                self.base + request.rel_url.raw_path_qs,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as upstream:
+                out = web.StreamResponse(status=upstream.status)
+                for key in _FORWARD_RESPONSE:
+                    if key in upstream.headers:
+                        out.headers[key] = upstream.headers[key]
+                await out.prepare(request)
+                async for chunk in upstream.content.iter_chunked(_CHUNK):
+                    await out.write(chunk)
+                await out.write_eof()
+                return out
+        except aiohttp.ClientConnectionError as exc:
+            # The media service is down or unreachable: say so, as its own API would.
+            log.warning("media forward of %s failed: %s", request.rel_url.path, exc)
+            return web.json_response(
+                {"code": "UNAVAILABLE", "error": "media service unavailable"}, status=503
+            )
 
     async def close(self, _app: web.Application) -> None:
         """Close the client session (on the application's cleanup)."""
