@@ -368,3 +368,39 @@ def test_custom_status_and_block(pair: tuple[User, User], web_gateway: WebGatewa
     pw.expect(bob.page.locator("#notice")).to_contain_text("unblocked you")
     bob.say("hello again")
     pw.expect(alice.message("hello again")).to_be_visible()
+
+
+def test_accessible_names_keyboard_and_visible_focus(
+    pair: tuple[User, User], web_gateway: WebGateway
+) -> None:
+    alice, bob = pair
+    _dm(alice, bob)
+    alice.say("with the keyboard")
+    page = bob.page
+    pw.expect(bob.message("with the keyboard")).to_be_visible()
+    # Every control has an accessible name (its text, a label, aria-label or title).
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+          .filter((el) => !(el.textContent.trim() || el.getAttribute('aria-label')
+            || (el.labels && el.labels.length) || el.title))
+          .map((el) => el.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
+    # The log, the chat list and the status line are landmarks a screen reader announces.
+    pw.expect(page.get_by_role("log")).to_have_count(1)
+    pw.expect(page.get_by_role("navigation", name="Chats")).to_be_visible()
+    # Keyboard only: Tab to a message, its actions appear, Reply is reachable, focus shows.
+    page.locator("li.msg", has_text="with the keyboard").focus()
+    page.keyboard.press("Tab")
+    focused = page.evaluate(
+        "() => [document.activeElement.textContent, getComputedStyle(document.activeElement)"
+        ".outlineStyle]"
+    )
+    assert focused[1] != "none", focused
+    page.locator("li.msg", has_text="with the keyboard").get_by_role("button", name="Reply").focus()
+    page.keyboard.press("Enter")
+    pw.expect(page.locator(".replying")).to_contain_text("Replying to Alice")
+    page.keyboard.type("answered by keyboard")
+    page.keyboard.press("Enter")
+    quoted = alice.message("answered by keyboard")
+    pw.expect(quoted.locator("blockquote")).to_contain_text("with the keyboard")

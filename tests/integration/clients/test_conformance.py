@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from chat_contracts.errors import ErrorCode
 from chat_testkit.servers import NatsServer, ServiceProcess
 from chat_testkit.stack import AUDIENCE, ISSUER, Stack
 from tests.integration.clients import contract
@@ -115,3 +116,14 @@ def test_conformance_suite_names_every_event_of_the_contract() -> None:
     events = {e.name for e in contract.client_events(doc) + contract.server_events(doc)}
     source = "".join(p.read_text() for p in (CLIENTS / "conformance").glob("*.mjs"))
     assert sorted(e for e in events if f'"{e}"' not in source) == []
+
+
+#: Error codes no request can honestly provoke: INTERNAL is a server bug by definition
+#: (a worker's catch-all), so the suite cannot ask for one.
+UNPROVOKABLE = {"INTERNAL"}
+
+
+def test_conformance_suite_provokes_every_error_code() -> None:
+    source = "".join(p.read_text() for p in (CLIENTS / "conformance").glob("*.mjs"))
+    codes = {code.value for code in ErrorCode} - UNPROVOKABLE
+    assert sorted(c for c in codes if f'"{c}"' not in source) == []
