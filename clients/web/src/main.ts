@@ -91,6 +91,8 @@ class App {
     this.layout();
     this.wire();
     setInterval(() => this.expireTyping(), 1000);
+    // "last seen 5 minutes ago" ages without any event.
+    setInterval(() => this.render(), 30_000);
   }
 
   // --- socket -------------------------------------------------------------------------
@@ -173,6 +175,14 @@ class App {
     s.on("presence:update", (e) => {
       const p = st.people.get(e.userId) ?? {};
       st.people.set(e.userId, { ...p, status: e.status, lastSeenAt: e.lastSeenAt ?? p.lastSeenAt, customStatus: e.customStatus ?? p.customStatus });
+      this.render();
+    });
+    s.on("presence:state", (e) => {
+      for (const userId of e.onlineUserIds) {
+        const p = st.people.get(userId);
+        if (!p?.status || p.status === "offline") st.people.set(userId, { ...p, status: "online" });
+      }
+      if (e.groupId) st.chat({ groupId: e.groupId }).online = e.total;
       this.render();
     });
     s.on("presence:last_seen", (e) => {
@@ -619,7 +629,7 @@ class App {
     const st = this.state;
     const peer = chat.peerId ? st.people.get(chat.peerId) : undefined;
     const sub = chat.groupId
-      ? `${chat.group?.memberCount ?? "?"} members${chat.group?.description ? ` · ${chat.group.description}` : ""}`
+      ? `${chat.group?.memberCount ?? "?"} members${chat.online ? `, ${chat.online} online` : ""}${chat.group?.description ? ` · ${chat.group.description}` : ""}`
       : peer?.status && peer.status !== "offline"
         ? peer.status
         : peer?.lastSeenAt ? `last seen ${ago(peer.lastSeenAt)}` : "offline";
@@ -729,7 +739,7 @@ class App {
       m.reactions.length ? h("div", { class: "reactions", role: "group", "aria-label": "Reactions" },
         ...m.reactions.map((r) => h("button", { type: "button", class: `reaction${r.userIds.includes(this.state.me.id) ? " mine" : ""}`, "aria-pressed": r.userIds.includes(this.state.me.id) ? "true" : "false", "aria-label": `${r.emoji} ${r.count}`, onclick: () => void this.react(chat, m, r.emoji) }, `${r.emoji} ${r.count}`))) : null,
       m.isDeleted ? null : h("div", { class: "tools", role: "toolbar", "aria-label": "Message actions" },
-        ...QUICK_REACTIONS.slice(0, 3).map((e) => h("button", { type: "button", class: "react", "aria-label": `React ${e}`, onclick: () => void this.react(chat, m, e) }, e)),
+        ...QUICK_REACTIONS.map((e) => h("button", { type: "button", class: "react", "aria-label": `React ${e}`, onclick: () => void this.react(chat, m, e) }, e)),
         h("button", { type: "button", onclick: () => { this.replyTo = m; this.render(); (document.getElementById("composer-text") as HTMLElement | null)?.focus(); } }, "Reply"),
         mine && m.type === "TEXT" ? h("button", { type: "button", onclick: () => { this.editing = m; const t = document.getElementById("composer-text") as HTMLTextAreaElement | null; if (t) { t.value = m.content ?? ""; t.focus(); } this.render(); } }, "Edit") : null,
         h("button", { type: "button", onclick: () => void this.pin(chat, m) }, m.pinned ? "Unpin" : "Pin"),

@@ -21,6 +21,8 @@ export interface Chat {
   peerReadSeq: number;
   /** Highest seq this user has marked read from this device. */
   myReadSeq: number;
+  /** Members online (groups, from presence:state). */
+  online?: number;
   messages: Map<string, SocketMessage>;
   hasMore: boolean;
   typing: Map<string, { name: string; until: number }>;
