@@ -34,7 +34,7 @@ test("user:block: the blocked user's DMs are BLOCKED and it gets user:blocked; u
 
 test("notification:register / unregister", async (t) => {
   const sock = await connect(uid("phone"));
-  const device = { deviceId: `dev-${randomUUID().slice(0, 8)}`, platform: "web", token: "https://push.example/endpoint" };
+  const device = { deviceId: `dev-${randomUUID().slice(0, 8)}`, platform: "android", token: `fcm-${randomUUID()}` };
   if (await notServedYet(t, sock, "notification:register", device)) return;
   await ok(sock, "notification:register", device);
   await ok(sock, "notification:unregister", { deviceId: device.deviceId });

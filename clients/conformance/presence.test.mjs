@@ -43,9 +43,7 @@ test("presence:query pages a group's online members; presence:subscribe sends pr
   assert.deepEqual([...state.onlineUserIds].sort(), [a, b].sort());
 });
 
-// Known deviation, reported: the users service answers non-contacts too. `todo` runs the
-// test and prints the result without failing the suite; drop it once the server agrees.
-test("presence:last_seen answers contacts only", { todo: "users service answers presence:last_seen for non-contacts (PROTOCOL.md: contacts only)" }, async () => {
+test("presence:last_seen answers contacts only", async () => {
   const { a, b, alice, bob } = await dm();
   const stranger = uid("stranger");
   await connect(stranger);
