@@ -40,6 +40,7 @@ NATS_PORT = 4222
 REDIS_PORT = 6379
 GATEWAY_BASE_PORT = 8080
 GATEWAY_PORT_STEP = 10  # 8080, 8090, 8100...; 8081 stays free for the media service
+MEDIA_PORT = 8081
 
 #: The development defaults; a value already in the environment wins.
 DEV_ENV = {
@@ -356,6 +357,17 @@ def build(gateways: int) -> tuple[list[Child], list[str]]:
                 "CHAT_OPTIONAL_SERVICES",
                 optional_setting(s for s in SERVICES if s.runnable),
             )
+            # The web client at / with the development sign-in (never in production);
+            # its page talks to this gateway from the gateway's own origin.
+            env.setdefault("CHAT_WEB_CLIENT", "1")
+            if any(s.name == "media" and s.runnable for s in SERVICES):
+                env.setdefault("CHAT_WEB_MEDIA_URL", f"http://{HOST}:{MEDIA_PORT}")
+            own = ",".join(
+                f"http://{host}:{first + GATEWAY_PORT_STEP * i}" for host in ("localhost", HOST)
+            )
+            env["CHAT_ALLOWED_ORIGINS"] = ",".join(
+                o for o in (base.get("CHAT_ALLOWED_ORIGINS", ""), own) if o
+            )
             children.append(
                 Child(
                     f"gateway-{i + 1}",
@@ -423,7 +435,10 @@ async def announce(stack: Stack, gateways: list[Child]) -> None:
     while pending and time.monotonic() < deadline and not stack.stop.is_set():
         for name, port in list(pending.items()):
             if port is not None and await http_ok(port, "/readyz"):
-                stack.say(f"{name} ready: http://{HOST}:{port}  (token: ./taskw token alice Alice)")
+                stack.say(
+                    f"{name} ready: http://{HOST}:{port}  (web client: open it in a browser; "
+                    "token: ./taskw token alice Alice)"
+                )
                 del pending[name]
         await asyncio.sleep(0.3)
     for name, port in pending.items():

@@ -53,6 +53,15 @@ def test_defaults_with_a_secret() -> None:
         ({**VALID, "CHAT_MAX_FRAME_BYTES": "10"}, "CHAT_MAX_FRAME_BYTES"),
         ({**VALID, "CHAT_REDIS_URL": "http://x"}, "CHAT_REDIS_URL"),
         ({**VALID, "CHAT_TRUSTED_PROXIES": "10.0.0.0/8, ingress"}, "CHAT_TRUSTED_PROXIES"),
+        (
+            {
+                **CLAIMS,
+                "CHAT_JWT_PUBLIC_KEY": "pem",
+                "CHAT_JWT_ALGORITHM": "RS256",
+                "CHAT_DEV_MODE": "1",
+            },
+            "CHAT_DEV_MODE",
+        ),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], named: str) -> None:

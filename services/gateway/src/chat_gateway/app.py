@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
 from chat_contracts.bus import Actor, ChatIds, Empty
 from chat_contracts.routes import BY_EVENT, GATEWAY, ROUTES, Route, unserved
-from chat_gateway import acks, jsonmod
+from chat_gateway import acks, clientfiles, jsonmod
 from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, SioConnection
 from chat_gateway.fanout import Delivery
@@ -148,6 +148,7 @@ class Gateway:
         app.router.add_get("/readyz", self._readyz)
         if self.settings.debug_endpoints:
             app.router.add_post("/debug/gc", self._debug_gc)
+        clientfiles.mount(app, self.settings)
         return app
 
     async def _debug_gc(self, _request: web.Request) -> web.Response:

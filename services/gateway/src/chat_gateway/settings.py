@@ -98,6 +98,12 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     #: the other gateways as one herd. Keep it well inside the orchestrator's grace
     #: period (Kubernetes: 30 s by default).
     drain_window_ms: int = 10_000
+    #: Serve the web client (`clients/web/dist`, or `web_client_dir`) at `/`: the dev
+    #: stack only. `dev_mode` adds `POST /dev/token` (a token for any user name).
+    web_client: bool = False
+    web_client_dir: str = ""
+    #: The media service the web client's `/v1/...` requests are forwarded to.
+    web_media_url: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,6 +122,8 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
             raise ValueError("CHAT_JWT_SECRET or CHAT_JWT_PUBLIC_KEY is required")
         if self.jwt_public_key and self.jwt_algorithm == "HS256":
             raise ValueError("CHAT_JWT_ALGORITHM must be RS256 or ES256 with CHAT_JWT_PUBLIC_KEY")
+        if self.dev_mode and not self.jwt_secret:
+            raise ValueError("CHAT_DEV_MODE needs CHAT_JWT_SECRET (it signs development tokens)")
         if self.jwt_secret and self.jwt_algorithm != "HS256":
             raise ValueError("CHAT_JWT_ALGORITHM must be HS256 with CHAT_JWT_SECRET")
         if self.jwt_secret:
