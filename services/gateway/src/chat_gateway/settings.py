@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Final, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from chat_contracts import limits, services
+from chat_runtime.auth import MIN_SECRET_BYTES, PLACEHOLDER_SECRETS, check_jwt_config
 from chat_runtime.settings import RedisSettings
 
-#: HS256 needs at least 256 bits of key (RFC 7518 section 3.2).
-MIN_SECRET_BYTES: Final = 32
-#: Values that are examples, not secrets: deploy/k8s/secret.yaml ships the first one.
-PLACEHOLDER_SECRETS: Final = ("replace-me", "changeme", "change-me", "your-secret", "example")
+__all__ = ["MIN_SECRET_BYTES", "PLACEHOLDER_SECRETS", "GatewaySettings"]
 
 
 class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
@@ -113,26 +111,8 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
                 f"CHAT_OPTIONAL_SERVICES: {', '.join(unknown)} is not an optional service "
                 f"(choose from {', '.join(sorted(services.OPTIONAL))})"
             )
-        if self.jwt_secret and self.jwt_public_key:
-            raise ValueError(
-                "CHAT_JWT_SECRET and CHAT_JWT_PUBLIC_KEY are both set: configure one "
-                "(HS256 with CHAT_JWT_SECRET, or RS256/ES256 with CHAT_JWT_PUBLIC_KEY)"
-            )
-        if not self.jwt_secret and not self.jwt_public_key:
-            raise ValueError("CHAT_JWT_SECRET or CHAT_JWT_PUBLIC_KEY is required")
-        if self.jwt_public_key and self.jwt_algorithm == "HS256":
-            raise ValueError("CHAT_JWT_ALGORITHM must be RS256 or ES256 with CHAT_JWT_PUBLIC_KEY")
-        if self.dev_mode and not self.jwt_secret:
-            raise ValueError("CHAT_DEV_MODE needs CHAT_JWT_SECRET (it signs development tokens)")
-        if self.jwt_secret and self.jwt_algorithm != "HS256":
-            raise ValueError("CHAT_JWT_ALGORITHM must be HS256 with CHAT_JWT_SECRET")
-        if self.jwt_secret:
-            _check_secret(self.jwt_secret)
-        if not self.dev_mode and not (self.jwt_audience and self.jwt_issuer):
-            raise ValueError(
-                "CHAT_JWT_AUDIENCE and CHAT_JWT_ISSUER are required "
-                "(only CHAT_DEV_MODE=true accepts tokens without them)"
-            )
+        # The same checks as every service that takes tokens (chat_runtime.auth).
+        check_jwt_config(self)
         if self.max_frame_bytes < self.max_payload_bytes:
             raise ValueError("CHAT_MAX_FRAME_BYTES must be at least CHAT_MAX_PAYLOAD_BYTES")
         for proxy in self.trusted_proxies:
@@ -148,13 +128,3 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     def node_id(self) -> str:
         """This gateway's id in Redis keys (defaults to host name and port)."""
         return self.gateway_id or f"{socket.gethostname()}:{self.gateway_port}"
-
-
-def _check_secret(secret: str) -> None:
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ValueError(
-            f"CHAT_JWT_SECRET is too short: HS256 needs at least {MIN_SECRET_BYTES} bytes"
-        )
-    lowered = secret.lower()
-    if any(marker in lowered for marker in PLACEHOLDER_SECRETS):
-        raise ValueError("CHAT_JWT_SECRET is a placeholder: set a random secret")
