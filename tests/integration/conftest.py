@@ -48,6 +48,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # Every test connects from 127.0.0.1: the per-address handshake limit has
             # its own gateway in test_edge.py.
             "CHAT_HANDSHAKES_PER_ADDRESS_PER_S": "0",
+            # Media: progress every 50 ms, abandoned uploads expire after 2 s.
+            "CHAT_MEDIA_PROGRESS_INTERVAL_MS": "50",
+            "CHAT_MEDIA_SESSION_TTL_MS": "2000",
+            "CHAT_MEDIA_SWEEP_INTERVAL_MS": "200",
         },
     )
     yield from serve(running)

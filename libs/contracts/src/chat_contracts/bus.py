@@ -328,3 +328,48 @@ class ReplyBatch(msgspec.Struct, kw_only=True):
     """The answer to a `CommandBatch`: `replies[i]` answers `items[i]`."""
 
     replies: list[Reply]
+
+
+# --- media ------------------------------------------------------------------------
+
+
+class MediaClaim(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`cmd.media.claim`: may the actor put `media_url` into a message, and where it goes.
+
+    Asked by the messages service before it stores a message (or a forward) that carries
+    a `mediaUrl`. The media service answers `VALIDATION_ERROR` (field `mediaUrl`) unless
+    it issued that exact URL to the actor (`forward` false) or the actor may read it
+    (`forward` true), and records the chat as a place the media was sent to: its readers
+    may download it from then on. Exactly one of `group_id`, `conversation_id` and
+    `peer_user_id` (a DM named by the other user) names the chat.
+    """
+
+    media_url: str
+    message_type: str
+    message_id: str
+    client_message_id: str | None = None
+    group_id: str | None = None
+    conversation_id: str | None = None
+    peer_user_id: str | None = None
+    forward: bool = False
+
+
+class MediaClaimed(msgspec.Struct, kw_only=True, rename="camel"):
+    """The answer to `MediaClaim`: the media's id and the canonical URL to store."""
+
+    media_id: str
+    media_url: str
+
+
+class MessageDeleted(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`evt.messages.deleted`: a message was deleted for everyone (after the write).
+
+    The media service stops serving a message's media once no other message refers to
+    it; `client_message_id` lets it match a claim made under a retried send.
+    """
+
+    message_id: str
+    chat_id: str
+    sender_id: str
+    client_message_id: str | None = None
+    media_url: str | None = None

@@ -108,3 +108,9 @@ BATCH_ACTION: Final = "batch"
 def command_batch(domain: str) -> str:
     """Subject of a batch of commands for the `domain` worker pool."""
     return command(domain, BATCH_ACTION)
+
+
+#: A message deleted for everyone (see `bus.MessageDeleted`); the media service listens.
+MESSAGE_DELETED: Final = event(MESSAGES, "deleted")
+#: The media service's command that vets a `mediaUrl` before a message stores it.
+MEDIA_CLAIM: Final = "claim"

@@ -23,6 +23,8 @@ class ChatClient:
         self.label = label
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: dict[str, list[Any]] = defaultdict(list)
+        #: Every event in arrival order (`events` is per name and consumed by waits).
+        self.received: list[tuple[str, Any]] = []
         self._changed = asyncio.Condition()
         self.sio.on("*", self._on_any)
         self.sio.on("connect_error", self._on_connect_error)
@@ -30,6 +32,7 @@ class ChatClient:
     async def _on_any(self, event: str, data: Any = None) -> None:
         async with self._changed:
             self.events[event].append(data)
+            self.received.append((event, data))
             self._changed.notify_all()
 
     async def _on_connect_error(self, data: Any = None) -> None:

@@ -177,7 +177,8 @@ class RedisServer(_Process):
             return False
 
 
-_GATEWAY_READY = re.compile(rb"gateway ready on http://[^:]+:(\d+)")
+#: HTTP services (gateway, media) log their bound port in the ready line.
+_GATEWAY_READY = re.compile(rb"(?:gateway|media) ready on http://[^:]+:(\d+)")
 
 
 class ServiceProcess(_Process):
@@ -203,9 +204,9 @@ class ServiceProcess(_Process):
 
     @property
     def url(self) -> str:
-        """The gateway's base URL."""
+        """The base URL of an HTTP service (gateway, media)."""
         if self.port is None:
-            raise RuntimeError(f"{self.name} is not a ready gateway")
+            raise RuntimeError(f"{self.name} is not a ready HTTP service")
         return f"http://127.0.0.1:{self.port}"
 
 

@@ -87,6 +87,8 @@ class Stack:
             CHAT_ALLOWED_ORIGINS=ALLOWED_ORIGIN,
             CHAT_LOG_LEVEL="INFO",
             CHAT_OPTIONAL_SERVICES=optional_setting(BY_NAME[w] for w in self.workers),
+            CHAT_MEDIA_PORT="0",
+            CHAT_MEDIA_DIR=str(self.workdir / "media"),
         )
         env.update(self.overrides)
         env.update(extra)
@@ -125,6 +127,10 @@ class Stack:
     def gateway_url(self, index: int = 0) -> str:
         """Base URL of gateway number `index` (0 = gateway-a)."""
         return self.processes[f"gateway-{'abcdefgh'[index]}"].url
+
+    def media_url(self) -> str:
+        """Base URL of the media service."""
+        return self.processes["media"].url
 
     def token(
         self, user_id: str, name: str | None = None, key: str | None = None, **claims: Any

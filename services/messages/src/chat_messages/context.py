@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chat_contracts.server import SocketMessage
 from chat_messages import domain
@@ -10,6 +10,7 @@ from chat_messages.blocks import BlockGuard
 from chat_messages.domain import StoredMessage
 from chat_messages.groups import GroupDirectory
 from chat_messages.push import PushBatcher
+from chat_messages.media import MediaGate, NoMediaGate
 from chat_messages.rules import Rules
 from chat_messages.store import MessageStore
 from chat_runtime.bus import Publisher
@@ -30,6 +31,9 @@ class Deps:
     blocks: BlockGuard | None = None
     #: The durable push event of each new message (push.py); None: no pushes.
     pushes: PushBatcher | None = None
+    #: Vets a new message's `mediaUrl` (`cmd.media.claim`); without the media service
+    #: no `mediaUrl` is valid.
+    media: MediaGate = field(default_factory=NoMediaGate)
 
 
 async def view(store: MessageStore, message: StoredMessage) -> SocketMessage:

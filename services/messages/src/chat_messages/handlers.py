@@ -202,6 +202,16 @@ class MessageHandlers:
     ) -> MessageResult:
         if self._blocks is not None:  # DMs across a block: BLOCKED (send, forward, broadcast)
             await self._blocks.check(draft.sender_id, target, self._store.conversation_ids)
+        # The one media check of send, forward and broadcast (nothing without mediaUrl).
+        await self._deps.media.admit(
+            Actor(user_id=draft.sender_id, name=draft.sender_name),
+            target,
+            media_url=draft.media_url,
+            message_type=draft.type,
+            message_id=draft.id,
+            client_message_id=draft.client_message_id,
+            forward=draft.fwd_message_id is not None,
+        )
         appended = await self._store.append(
             target, draft, new_conversation_id=self._ids.new(domain.DM_PREFIX)
         )

@@ -1,0 +1,133 @@
+"""`python -m chat_media`: the media HTTP API plus its NATS worker (settings from `CHAT_*`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from aiohttp import web
+
+from chat_contracts import subjects
+from chat_media.access import Access, build_router
+from chat_media.http import MediaApi, Urls
+from chat_media.images import ImageWorker
+from chat_media.settings import MediaSettings
+from chat_media.storage import Storage
+from chat_media.storage.fs import FsStorage
+from chat_media.storage.gridfs import GridFsStorage
+from chat_media.store import MediaStore
+from chat_media.store.mongo import MongoMediaStore
+from chat_media.store.sqlite import SqliteMediaStore
+from chat_media.uploads import Uploads
+from chat_runtime.auth import TokenVerifier
+from chat_runtime.bus import Bus, Publisher
+from chat_runtime.clock import SystemClock, TimeOrderedIds
+from chat_runtime.logs import LIFECYCLE, setup_logging
+from chat_runtime.service import opened_store
+from chat_runtime.settings import exit_on_error, load_settings
+from chat_runtime.worker import Worker, run, wait_for_shutdown
+
+SQLITE_FILE = "media.sqlite3"
+log = logging.getLogger(LIFECYCLE)
+
+
+@asynccontextmanager
+async def opened_storage(settings: MediaSettings) -> AsyncIterator[Storage]:
+    """The storage `CHAT_MEDIA_STORAGE` selects, opened for the block."""
+    storage: Storage = (
+        GridFsStorage(settings.mongodb_url, settings.mongodb_db)
+        if settings.media_storage == "gridfs"
+        else FsStorage(settings.media_dir)
+    )
+    await storage.open()
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+async def serve(settings: MediaSettings) -> None:
+    """Connect, serve HTTP and `cmd.media.*` until SIGTERM, then drain and close."""
+    bus = await Bus.connect(settings.nats_url, name=subjects.MEDIA)
+    async with AsyncExitStack() as stack:
+        sqlite: type[MediaStore] = SqliteMediaStore
+        mongo: type[MediaStore] = MongoMediaStore
+        store = await stack.enter_async_context(opened_store(settings, SQLITE_FILE, sqlite, mongo))
+        storage = await stack.enter_async_context(opened_storage(settings))
+        images = ImageWorker(
+            max_pixels=settings.media_max_image_pixels, thumb_px=settings.media_thumbnail_px
+        )
+        stack.callback(images.close)
+        clock = SystemClock()
+        urls = Urls(settings.media_public_url)
+        uploads = Uploads(
+            settings=settings,
+            store=store,
+            storage=storage,
+            publisher=Publisher(bus),
+            images=images,
+            clock=clock,
+            ids=TimeOrderedIds(clock),
+            media_url=urls.media,
+        )
+        access = Access(
+            store=store,
+            storage=storage,
+            bus=bus,
+            media_url=urls.media,
+            media_id_of=urls.media_id_of,
+        )
+        api = MediaApi(
+            uploads=uploads,
+            access=access,
+            storage=storage,
+            verifier=TokenVerifier(settings),
+            urls=urls,
+            clock=clock,
+            signing_key=settings.signing_key,
+            link_ttl_s=settings.media_link_ttl_s,
+        )
+        runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.media_host, settings.media_port)
+        await site.start()
+        port = runner.addresses[0][1]
+        if not urls.base:
+            urls.base = f"http://{settings.media_host}:{port}"
+
+        router = build_router(access)
+        worker = Worker(bus, router, settings.max_in_flight)
+        await worker.start()
+        # One worker of the queue group cleans up after each deletion.
+        deleted = await bus.subscribe(
+            subjects.MESSAGE_DELETED, access.on_message_deleted, queue=subjects.MEDIA
+        )
+        sweeper = asyncio.get_running_loop().create_task(uploads.run_sweeper())
+        log.info("media ready on http://%s:%d (public %s)", settings.media_host, port, urls.base)
+        await wait_for_shutdown()
+        log.info("media draining")
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await deleted.unsubscribe()
+        await worker.stop()
+        await runner.cleanup()
+    await bus.close()
+
+
+def main() -> None:
+    """Entry point."""
+    settings = exit_on_error(lambda: load_settings(MediaSettings))
+    setup_logging(settings.log_level)
+
+    async def _main() -> None:
+        await serve(settings)
+
+    run(_main)
+
+
+if __name__ == "__main__":
+    main()

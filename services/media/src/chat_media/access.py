@@ -1,0 +1,179 @@
+"""Who may read a media, where it was sent, and when it stops being served.
+
+- `claim` (`cmd.media.claim`, asked by the messages service before it stores a message
+  with a `mediaUrl`): the URL must be one this service issued, to the sender (a send) or
+  readable by the forwarder (a forward); the chat is recorded as a `Place`.
+- A reader is the uploader, or a member of a chat the media was sent to: a DM's two
+  users, a group's members (asked of the groups service), a conversation named by id
+  (asked of the messages service: `cmd.messages.mine`).
+- `evt.messages.deleted`: the message's places go; media left with none is flagged
+  deleted and its bytes removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
+from nats.aio.msg import Msg
+
+from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
+from chat_contracts.bus import (
+    Actor,
+    ChatIds,
+    Command,
+    Empty,
+    MediaClaim,
+    MediaClaimed,
+    Membership,
+    MembershipQuery,
+    MessageDeleted,
+    Reply,
+)
+from chat_media import domain
+from chat_media.domain import Media, Place
+from chat_media.storage import Storage
+from chat_media.store import MediaStore
+from chat_runtime.bus import UNAVAILABLE_RETRY_AFTER_MS, Bus
+from chat_runtime.worker import Router
+
+log = logging.getLogger(__name__)
+
+#: Deadline of the membership look-ups a download makes (below a client's patience).
+LOOKUP_TIMEOUT_MS = 2_000
+
+_membership = msgspec.msgpack.Decoder(Membership)
+_chat_ids = msgspec.msgpack.Decoder(ChatIds)
+_deleted = msgspec.msgpack.Decoder(MessageDeleted)
+
+
+class Access:
+    """Reader checks, claims and deletions."""
+
+    def __init__(
+        self,
+        *,
+        store: MediaStore,
+        storage: Storage,
+        bus: Bus,
+        media_url: Callable[[str], str],
+        media_id_of: Callable[[str], str | None],
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._bus = bus
+        self._media_url = media_url
+        self._media_id_of = media_id_of
+
+    async def readable(self, user_id: str, media_id: str) -> Media:
+        """The media if `user_id` may read it; NOT_FOUND otherwise (existence not told)."""
+        media = await self._store.media(media_id)
+        if media is None or media.deleted:
+            raise DomainError(ErrorCode.NOT_FOUND, "no such media", field="mediaId")
+        if media.owner_id == user_id:
+            return media
+        for place in await self._store.places(media_id):
+            if await self._in_chat(user_id, place.chat):
+                return media
+        raise DomainError(ErrorCode.NOT_FOUND, "no such media", field="mediaId")
+
+    async def _in_chat(self, user_id: str, chat: str) -> bool:
+        kind, _, rest = chat.partition(":")
+        actor = Actor(user_id=user_id, name=user_id)
+        if kind == "p":
+            return user_id in rest.split(":")
+        if kind == "g":
+            query = MembershipQuery(group_id=rest, user_id=user_id)
+            reply = await self._bus.command(
+                subjects.GROUPS, "membership", actor, query, timeout_ms=LOOKUP_TIMEOUT_MS
+            )
+            return _decode(_membership, reply).role is not None
+        if kind == "c":
+            reply = await self._bus.command(
+                subjects.MESSAGES, "mine", actor, Empty(), timeout_ms=LOOKUP_TIMEOUT_MS
+            )
+            return rest in _decode(_chat_ids, reply).chat_ids
+        return False
+
+    async def claim(self, cmd: Command[MediaClaim]) -> MediaClaimed:
+        """`cmd.media.claim`: vet a message's `mediaUrl` and record where it goes."""
+        actor, claim = cmd.actor, cmd.payload
+        media_id = self._media_id_of(claim.media_url)
+        media = None if media_id is None else await self._store.media(media_id)
+        matches = media is not None and self._media_url(media.media_id) == claim.media_url
+        media = domain.check_claim(media, matches, claim.message_type)
+        if claim.forward:
+            await self.readable(actor.user_id, media.media_id)
+        elif media.owner_id != actor.user_id:
+            raise DomainError(
+                ErrorCode.VALIDATION_ERROR,
+                "mediaUrl was not issued by this service",
+                field="mediaUrl",
+            )
+        chat = domain.chat_key(
+            actor.user_id,
+            group_id=claim.group_id,
+            conversation_id=claim.conversation_id,
+            peer_user_id=claim.peer_user_id,
+        )
+        await self._store.add_place(
+            Place(
+                media_id=media.media_id,
+                message_id=claim.message_id,
+                sender_id=actor.user_id,
+                chat=chat,
+                client_message_id=claim.client_message_id,
+            )
+        )
+        return MediaClaimed(media_id=media.media_id, media_url=claim.media_url)
+
+    async def message_deleted(self, event: MessageDeleted) -> list[Media]:
+        """Forget a deleted message's places; remove media no message refers to now."""
+        gone = await self._store.remove_places(
+            event.message_id, event.sender_id, event.client_message_id
+        )
+        for media in gone:
+            await self._storage.delete(media.key)
+            if media.thumb_key is not None:
+                await self._storage.delete(media.thumb_key)
+        return gone
+
+    async def on_message_deleted(self, msg: Msg) -> None:
+        """`evt.messages.deleted` subscription callback."""
+        try:
+            event = _deleted.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("unreadable %s event", msg.subject)
+            return
+        try:
+            gone = await self.message_deleted(event)
+        except Exception:
+            log.exception("media clean-up of message %s failed", event.message_id)
+            return
+        if gone:
+            log.info("message %s deleted: %d media no longer served", event.message_id, len(gone))
+
+
+def build_router(access: Access) -> Router:
+    """The `cmd.media.*` command table."""
+    router = Router(subjects.MEDIA)
+    router.add(subjects.MEDIA_CLAIM, MediaClaim, access.claim)
+    return router
+
+
+D = TypeVar("D")
+
+
+def _decode(decoder: msgspec.msgpack.Decoder[D], reply: Reply) -> D:
+    if reply.status == "retry":
+        raise RetryableError(
+            ErrorCode.UNAVAILABLE,
+            reply.error or "membership look-up unavailable",
+            retry_after_ms=reply.retry_after or UNAVAILABLE_RETRY_AFTER_MS,
+        )
+    if reply.status == "error" or reply.result is None:
+        # A refusal of the look-up itself (e.g. a group that is gone): not a reader.
+        raise DomainError(ErrorCode.NOT_FOUND, "no such media", field="mediaId")
+    return decoder.decode(reply.result)

@@ -1,0 +1,155 @@
+"""The OpenAPI 3.1 document of the media API, built from the contract Structs.
+
+Request and response bodies are the msgspec Structs of `chat_contracts.media`, whose
+JSON Schemas (2020-12, what OpenAPI 3.1 uses) msgspec generates, so the document cannot
+drift from what the service decodes and encodes. Served at `/v1/openapi.json`; checked
+by `tests/test_openapi.py` (schemathesis against the running service).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from chat_contracts.media import HttpError, MediaLink, UploadCreated, UploadRequest, UploadStatus
+
+REF = "#/components/schemas/{name}"
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=name)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "invalid request (`field` names the bad part)",
+        401: "missing, expired or forged bearer token (or signed link)",
+        404: "no such upload or media for this user",
+        409: "the upload is not open, or the chunk does not start where the stored bytes end",
+        413: "larger than the limit or than the declared size",
+        415: "the content's type is not allowed (sniffed, not taken from the name)",
+        416: "the range is outside the file",
+        429: "too many uploads at once, or the daily quota is used up",
+    }
+    return {str(c): {"description": reasons[c], "content": _json("HttpError")} for c in codes}
+
+
+_ID_PARAM = {"schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,128}$"}, "required": True}
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_FILE = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+_SAFE = {
+    "ETag": {"schema": {"type": "string"}},
+    "Content-Disposition": {"schema": {"type": "string"}},
+    "X-Content-Type-Options": {"schema": {"type": "string", "const": "nosniff"}},
+}
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole document (built once)."""
+    _, components = msgspec.json.schema_components(
+        [UploadRequest, UploadCreated, UploadStatus, MediaLink, HttpError],
+        ref_template=REF,
+    )
+    upload_id = {"name": "upload_id", "in": "path", **_ID_PARAM}
+    media_id = {"name": "media_id", "in": "path", **_ID_PARAM}
+    signed = [
+        {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+        for n, t in (("u", "string"), ("exp", "integer"), ("sig", "string"))
+    ]
+    download = {
+        "summary": "Download (bearer token or signed link); Range and If-None-Match honoured",
+        "security": [{"bearer": []}, {}],
+        "parameters": [media_id, *signed],
+        "responses": {
+            "200": {"description": "the file", "headers": _SAFE, "content": _FILE},
+            "206": {"description": "the requested range", "headers": _SAFE, "content": _FILE},
+            "304": {"description": "not modified (ETag matched)"},
+            **_errors(401, 404, 416),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chat media",
+            "version": "1",
+            "description": "Uploads with realtime progress on the uploader's sockets "
+            "(upload:progress / upload:complete / upload:failed), and authorised downloads.",
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/uploads": {
+                "post": {
+                    "summary": "Start an upload",
+                    "requestBody": {"required": True, "content": _json("UploadRequest")},
+                    "responses": {
+                        "201": {"description": "created", "content": _json("UploadCreated")},
+                        **_errors(400, 401, 413, 429),
+                    },
+                }
+            },
+            "/v1/uploads/{upload_id}": {
+                "put": {
+                    "summary": "Send bytes: the whole file, or a Content-Range chunk to resume",
+                    "parameters": [
+                        upload_id,
+                        {
+                            "name": "Content-Range",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": r"^bytes (\d+-\d+|\*)/\d+$"},
+                        },
+                    ],
+                    "requestBody": {"required": True, "content": _BINARY},
+                    "responses": {
+                        "200": {"description": "stored so far", "content": _json("UploadStatus")},
+                        **_errors(400, 401, 404, 409, 413, 415),
+                    },
+                },
+                "head": {
+                    "summary": "Bytes stored so far (Upload-Offset) of the declared size",
+                    "parameters": [upload_id],
+                    "responses": {
+                        "200": {
+                            "description": "the session",
+                            "headers": {
+                                "Upload-Offset": {"schema": {"type": "integer"}},
+                                "Upload-Length": {"schema": {"type": "integer"}},
+                            },
+                        },
+                        "401": {"description": "missing or bad token"},
+                        "404": {"description": "no such upload for this user"},
+                    },
+                },
+            },
+            "/v1/media/{media_id}": {"get": download},
+            "/v1/media/{media_id}/thumbnail": {
+                "get": {**download, "summary": "The JPEG thumbnail of an image"}
+            },
+            "/v1/media/{media_id}/link": {
+                "get": {
+                    "summary": "A download URL signed for the caller (no token until expiresAt)",
+                    "parameters": [media_id],
+                    "responses": {
+                        "200": {"description": "the link", "content": _json("MediaLink")},
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "security": [],
+                    "responses": {"200": {"description": "alive"}},
+                }
+            },
+        },
+    }

@@ -1,0 +1,499 @@
+"""Media end to end: the real media service, gateways, messages and groups over NATS.
+
+Uploads over HTTP, realtime progress on the uploader's sockets (on the other gateway),
+refusals, resume, expiry, downloads and who may make them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+
+import aiohttp
+import nats
+import pytest
+import pytest_asyncio
+from PIL import ExifTags, Image
+
+from chat_contracts import subjects
+from chat_contracts.bus import MessageDeleted
+from chat_runtime.bus import encode
+from chat_testkit.stack import Stack
+from tests.integration.conftest import Connect, cmid, make_group
+from tests.integration.media_client import MIB, MediaUser, chunks, jpeg_with_gps, pdf_bytes
+
+#: The suite's session expiry and sweep (conftest): an abandoned upload fails within this.
+EXPIRY_WAIT_S = 2.0 + 0.2 + 3.0
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def media_user(stack: Stack, http: aiohttp.ClientSession) -> Callable[[str], MediaUser]:
+    return lambda user_id: MediaUser(stack, http, user_id)
+
+
+async def test_20_mib_upload_reports_progress_on_the_other_gateway(
+    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    alice = uid("alice")
+    phone = await connect(alice, gateway=1)  # her other device, on the second gateway
+    user = media_user(alice)
+    data = pdf_bytes(20 * MIB)
+    status, created = await user.create("report.pdf", len(data))
+    assert status == 201, created
+    assert created["uploadUrl"].endswith(f"/v1/uploads/{created['uploadId']}")
+
+    async def paced() -> AsyncIterator[bytes]:
+        # 20 chunks over >= 0.4 s, so that the 50 ms progress interval shows several steps.
+        async for chunk in chunks(data):
+            yield chunk
+            await asyncio.sleep(0.02)
+
+    status, done = await user.put(created["uploadUrl"], paced())
+    assert status == 200, done
+    assert done["state"] == "complete"
+    assert done["mimeType"] == "application/pdf"
+    complete = await phone.wait_for("upload:complete")
+    assert complete == {
+        "uploadId": created["uploadId"],
+        "fileName": "report.pdf",
+        "mediaUrl": done["mediaUrl"],
+        "fileSize": len(data),
+    }
+    # Nothing after the end: no failure, and (below) no progress after the completion.
+    await phone.assert_silent("upload:failed", window=0.3)
+    order = [(e, d) for e, d in phone.received if e.startswith("upload:")]
+    assert order[-1][0] == "upload:complete"
+    progress = [d for e, d in order if e == "upload:progress"]
+    assert len(progress) >= 3, progress
+    assert [e for e, _ in order].count("upload:complete") == 1
+    sizes = [p["bytesUploaded"] for p in progress]
+    assert sizes == sorted(sizes), sizes
+    assert len(set(sizes)) == len(sizes), sizes
+    assert all(p["totalBytes"] == len(data) and p["fileName"] == "report.pdf" for p in progress)
+    assert all(0 <= p["progress"] <= 100 for p in progress)
+    assert set(progress[0]) == {"uploadId", "fileName", "progress", "bytesUploaded", "totalBytes"}
+
+    # The stored bytes are the uploaded bytes.
+    status, body, headers = await user.get(done["mediaUrl"])
+    assert status == 200
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+    assert headers["Content-Type"] == "application/pdf"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Disposition"].startswith('attachment; filename="report.pdf"')
+
+
+async def test_resume_after_a_cut_connection(
+    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    alice = uid("alice")
+    socket = await connect(alice)
+    user = media_user(alice)
+    data = pdf_bytes(6 * MIB)
+    _, created = await user.create("big.pdf", len(data))
+    url = created["uploadUrl"]
+
+    async def cut_after_3_mib() -> AsyncIterator[bytes]:
+        yield data[: 3 * MIB]
+        await asyncio.sleep(0.2)
+        raise ConnectionAbortedError("network gone")
+
+    with pytest.raises((aiohttp.ClientError, ConnectionAbortedError)):
+        await user.put(url, cut_after_3_mib())
+
+    async def offset_settled() -> int:
+        # The server notices the cut on its own time: wait until HEAD shows bytes.
+        for _ in range(100):
+            status, headers = await user.head(url)
+            assert status == 200
+            if int(headers["Upload-Offset"]) > 0 and headers["Upload-State"] == "open":
+                return int(headers["Upload-Offset"])
+            await asyncio.sleep(0.02)
+        raise AssertionError("no bytes stored after the cut")
+
+    offset = await offset_settled()
+    assert 0 < offset <= 3 * MIB
+    assert headers_of_length(await user.head(url)) == len(data)
+
+    # A chunk that does not start where the stored bytes end is refused.
+    status, body = await user.put(
+        url,
+        data[offset + 1 :],
+        {"Content-Range": f"bytes {offset + 1}-{len(data) - 1}/{len(data)}"},
+    )
+    assert status == 409, body
+    assert body["code"] == "CONFLICT"
+
+    status, done = await user.put(
+        url, data[offset:], {"Content-Range": f"bytes {offset}-{len(data) - 1}/{len(data)}"}
+    )
+    assert status == 200, done
+    assert done["state"] == "complete"
+    await socket.wait_for("upload:complete", lambda d: d["uploadId"] == created["uploadId"])
+    status, body, _ = await user.get(done["mediaUrl"])
+    assert status == 200
+    assert body == data
+
+
+def headers_of_length(head: tuple[int, Mapping[str, str]]) -> int:
+    return int(head[1]["Upload-Length"])
+
+
+async def test_refusals_before_and_while_reading(
+    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    alice = uid("alice")
+    socket = await connect(alice)
+    user = media_user(alice)
+
+    # Over the 100 MiB limit: refused at POST, before any byte.
+    status, body = await user.create("huge.mp4", 100 * MIB + 1)
+    assert status == 413, body
+    assert body == {
+        "status": "error",
+        "code": "PAYLOAD_TOO_LARGE",
+        "error": body["error"],
+        "field": "size",
+    }
+    status, body = await user.create("bad.pdf", 0)
+    assert (status, body["code"], body["field"]) == (400, "VALIDATION_ERROR", "size")
+
+    # Lying size, announced by Content-Length: refused before the body is read.
+    _, created = await user.create("small.pdf", 1_000)
+    status, body = await user.put(created["uploadUrl"], pdf_bytes(2_000))
+    assert status == 413, body
+    failed = await socket.wait_for("upload:failed")
+    assert failed == {
+        "uploadId": created["uploadId"],
+        "fileName": "small.pdf",
+        "error": "file is larger than its declared size",
+    }
+
+    # Lying size, streamed without a length: cut off once it runs past.
+    _, created = await user.create("small.pdf", 300_000)
+    status, body = await user.put(created["uploadUrl"], chunks(pdf_bytes(600_000), 100_000))
+    assert status == 413, body
+    assert body["code"] == "PAYLOAD_TOO_LARGE"
+    failed = await socket.wait_for("upload:failed")
+    assert failed["uploadId"] == created["uploadId"]
+    status, headers = await user.head(created["uploadUrl"])
+    assert (headers["Upload-State"], headers["Upload-Offset"]) == ("failed", "0")
+
+    # Executables and scripts, whatever their names say: refused by content.
+    for name, content in [
+        ("photo.jpg", b"\x7fELF\x02\x01\x01" + bytes(4_000)),
+        ("doc.pdf", b"MZ\x90\x00\x03" + bytes(4_000)),
+        ("notes.pdf", b"#!/bin/sh\nrm -rf /\n"),
+        ("archive.pdf", b"PK\x03\x04" + bytes(4_000)),
+    ]:
+        _, created = await user.create(name, len(content))
+        status, body = await user.put(created["uploadUrl"], content)
+        assert status == 415, (name, body)
+        assert (body["code"], body["field"]) == ("VALIDATION_ERROR", "file")
+        failed = await socket.wait_for("upload:failed")
+        assert failed["uploadId"] == created["uploadId"]
+        assert "not allowed" in failed["error"]
+
+    # No token, a forged token: 401.
+    async with user.http.post(f"{user.base}/v1/uploads", json={"fileName": "a", "size": 1}) as r:
+        assert r.status == 401
+        assert (await r.json())["code"] == "UNAUTHORIZED"
+    forged = {"Authorization": "Bearer " + "x" * 40}
+    async with user.http.post(
+        f"{user.base}/v1/uploads", json={"fileName": "a", "size": 1}, headers=forged
+    ) as r:
+        assert r.status == 401
+
+
+async def test_traversal_looking_names_are_only_display_names(
+    stack: Stack,
+    connect: Connect,
+    uid: Callable[[str], str],
+    media_user: Callable[[str], MediaUser],
+) -> None:
+    alice = uid("alice")
+    socket = await connect(alice)
+    user = media_user(alice)
+    media_dir = stack.workdir / "media"
+    before = set(stack.workdir.parent.rglob("*"))
+    for raw, shown in [
+        ("../../../../etc/passwd.pdf", "passwd.pdf"),
+        ("..\\..\\windows\\win.ini.pdf", "win.ini.pdf"),
+        ("...pdf", "pdf"),
+        ("a\x00b\r\nc<script>.pdf", "a_b__c_script_.pdf"),
+    ]:
+        done = await user.upload(raw, pdf_bytes(2_000))
+        assert done["fileName"] == shown
+        event = await socket.wait_for("upload:complete")
+        assert (event["uploadId"], event["fileName"]) == (done["uploadId"], shown)
+    created = set(stack.workdir.parent.rglob("*")) - before
+    assert created, "the uploads were stored somewhere"
+    for path in created:
+        assert media_dir in path.parents or path.parent == stack.workdir / "data", path
+        assert "passwd" not in path.name
+        assert "win.ini" not in path.name
+
+
+async def test_exif_gps_is_stripped_and_a_thumbnail_made(
+    uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    user = media_user(uid("alice"))
+    original = jpeg_with_gps()
+    assert Image.open(io.BytesIO(original)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    done = await user.upload("holiday.jpg", original)
+    assert (done["mimeType"], done["width"], done["height"]) == ("image/jpeg", 640, 480)
+
+    status, stored, headers = await user.get(done["mediaUrl"])
+    assert status == 200
+    assert headers["Content-Type"] == "image/jpeg"
+    assert headers["Content-Disposition"].startswith("inline")
+    image = Image.open(io.BytesIO(stored))
+    assert image.size == (640, 480)
+    exif = image.getexif()
+    assert not exif.get_ifd(ExifTags.IFD.GPSInfo)
+    assert ExifTags.Base.BodySerialNumber not in exif
+    assert ExifTags.Base.Make not in exif
+    assert b"SN-123456" not in stored
+    assert b"TestCam" not in stored
+
+    status, thumb, headers = await user.get(done["thumbnailUrl"])
+    assert status == 200
+    assert headers["Content-Type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb)).size) == 320
+
+
+async def test_downloads_need_a_reader_and_honour_range_and_etag(
+    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    alice_s = await connect(alice)
+    owner, reader, stranger = media_user(alice), media_user(bob), media_user(carol)
+    data = pdf_bytes(100_000)
+    done = await owner.upload("plan.pdf", data)
+    url = done["mediaUrl"]
+
+    # Before it is sent: the uploader only.
+    assert (await owner.get(url))[0] == 200
+    assert (await reader.get(url))[0] == 404
+    assert (await owner.get(url, auth=False))[0] == 401
+
+    ack = await alice_s.call(
+        "message:send",
+        {"clientMessageId": cmid(), "targetUserId": bob, "type": "FILE", "mediaUrl": url},
+    )
+    assert ack["status"] == "ok", ack
+    assert ack["message"]["mediaUrl"] == url
+    assert (await reader.get(url))[0] == 200
+    assert (await stranger.get(url))[0] == 404
+
+    # A group: its members may read what was sent there.
+    group = await make_group(alice_s, carol)
+    assert (await stranger.get(url))[0] == 404
+    ack = await alice_s.call(
+        "message:send",
+        {"clientMessageId": cmid(), "groupId": group, "type": "FILE", "mediaUrl": url},
+    )
+    assert ack["status"] == "ok", ack
+    assert (await stranger.get(url))[0] == 200
+
+    # Range and conditional GET.
+    status, part, headers = await reader.get(url, {"Range": "bytes=10-19"})
+    assert (status, part) == (206, data[10:20])
+    assert headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+    etag = headers["ETag"]
+    status, body, _ = await reader.get(url, {"If-None-Match": etag})
+    assert (status, body) == (304, b"")
+    status, _, headers = await reader.get(url, {"Range": f"bytes={len(data)}-"})
+    assert status == 416
+
+    # A signed link works without a token, for its reader, until it expires; not when altered.
+    async with owner.http.get(f"{url}/link", headers=reader.auth) as resp:
+        assert resp.status == 200
+        link = (await resp.json())["url"]
+    status, body, _ = await reader.get(link, auth=False)
+    assert (status, body) == (200, data)
+    assert (await reader.get(link.replace("sig=", "sig=0"), auth=False))[0] == 401
+    assert (await reader.get(link.replace(f"u={bob}", f"u={carol}"), auth=False))[0] == 401
+    async with owner.http.get(f"{url}/link", headers=media_user(uid("dave")).auth) as resp:
+        assert resp.status == 404
+
+
+async def test_foreign_media_urls_are_refused_in_message_send(
+    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    alice_s = await connect(alice)
+    bob_s = await connect(bob)
+    done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
+
+    async def send(socket: object, url: str, kind: str = "FILE") -> dict[str, object]:
+        ack: dict[str, object] = await socket.call(  # type: ignore[attr-defined]
+            "message:send",
+            {
+                "clientMessageId": cmid(),
+                "targetUserId": alice if socket is bob_s else bob,
+                "type": kind,
+                "mediaUrl": url,
+            },
+        )
+        return ack
+
+    for url in [
+        "https://tracker.example/pixel.png",
+        "javascript:alert(1)",
+        done["mediaUrl"] + "x",
+        done["mediaUrl"] + "?u=1",
+    ]:
+        ack = await send(alice_s, url)
+        assert (ack["status"], ack["code"]) == ("error", "VALIDATION_ERROR"), (url, ack)
+    # Issued to alice, not to bob.
+    ack = await send(bob_s, done["mediaUrl"])
+    assert (ack["status"], ack["code"]) == ("error", "VALIDATION_ERROR"), ack
+    # A PDF is not an IMAGE.
+    ack = await send(alice_s, done["mediaUrl"], "IMAGE")
+    assert (ack["status"], ack["code"]) == ("error", "VALIDATION_ERROR"), ack
+    # Nothing of the refused sends reached bob; the good one does.
+    ack = await send(alice_s, done["mediaUrl"])
+    assert ack["status"] == "ok", ack
+    got = await bob_s.wait_for("message:new")
+    assert got["mediaUrl"] == done["mediaUrl"]
+    await bob_s.assert_silent("message:new", window=0.2)
+
+
+async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
+    stack: Stack,
+    connect: Connect,
+    uid: Callable[[str], str],
+    media_user: Callable[[str], MediaUser],
+) -> None:
+    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
+    alice_s = await connect(alice)
+    done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
+    url = done["mediaUrl"]
+    sent = []
+    for peer in (bob, carol):  # the same media in two messages (as a forward would be)
+        ack = await alice_s.call(
+            "message:send",
+            {"clientMessageId": cmid(), "targetUserId": peer, "type": "FILE", "mediaUrl": url},
+        )
+        assert ack["status"] == "ok", ack
+        sent.append(ack["message"])
+
+    # The messages service publishes this after a delete for everyone is stored.
+    nc = await nats.connect(stack.nats.url if stack.nats else "")
+    try:
+
+        async def deleted(message: dict[str, str]) -> None:
+            event = MessageDeleted(
+                message_id=message["id"],
+                chat_id=message["conversationId"],
+                sender_id=alice,
+                client_message_id=message["clientMessageId"],
+                media_url=url,
+            )
+            await nc.publish(subjects.MESSAGE_DELETED, encode(event))
+            await nc.flush()
+
+        await deleted(sent[0])
+        # The other message still refers to it: still served to its readers, over a
+        # window long enough for the event to be handled (the second one below is).
+        for _ in range(10):
+            assert (await media_user(carol).get(url))[0] == 200
+            await asyncio.sleep(0.03)
+        await deleted(sent[1])
+        for _ in range(250):
+            if (await media_user(carol).get(url))[0] == 404:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("media still served after its last message was deleted")
+        assert (await media_user(alice).get(url))[0] == 404
+        assert (await media_user(bob).get(url))[0] == 404
+        files = [p.name for p in (stack.workdir / "media").rglob("*")]
+        assert done["uploadId"] not in files
+    finally:
+        await nc.close()
+
+
+async def test_upload_failed_when_the_client_disconnects_and_the_session_expires(
+    stack: Stack,
+    connect: Connect,
+    uid: Callable[[str], str],
+    media_user: Callable[[str], MediaUser],
+) -> None:
+    alice = uid("alice")
+    socket = await connect(alice, gateway=1)
+    user = media_user(alice)
+    data = pdf_bytes(2 * MIB)
+    _, created = await user.create("draft.pdf", len(data))
+
+    async def half_then_gone() -> AsyncIterator[bytes]:
+        yield data[:MIB]
+        await asyncio.sleep(0.2)
+        raise ConnectionAbortedError("app killed")
+
+    with pytest.raises((aiohttp.ClientError, ConnectionAbortedError)):
+        await user.put(created["uploadUrl"], half_then_gone())
+    failed = await socket.wait_for("upload:failed", timeout=EXPIRY_WAIT_S)
+    assert failed == {
+        "uploadId": created["uploadId"],
+        "fileName": "draft.pdf",
+        "error": "upload expired",
+    }
+    status, headers = await user.head(created["uploadUrl"])
+    assert (headers["Upload-State"], headers["Upload-Offset"]) == ("expired", "0")
+    assert not (stack.workdir / "media" / "u" / created["uploadId"]).exists()
+    status, body = await user.put(created["uploadUrl"], data)
+    assert status == 409, body
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_rss_stays_flat_while_100_mib_stream(
+    stack: Stack, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    user = media_user(uid("alice"))
+    pid = stack.processes["media"].proc.pid
+    await user.upload("warm.pdf", pdf_bytes(4 * MIB))  # buffers and pools warmed up
+    baseline = _rss_kib(pid)
+    size = 100 * MIB
+    piece = pdf_bytes(MIB)
+    peak = baseline
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, _rss_kib(pid))
+            await asyncio.sleep(0.02)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(size // MIB):
+            yield piece
+
+    sampler = asyncio.get_running_loop().create_task(sample())
+    try:
+        _, created = await user.create("movie.pdf", size)
+        status, done = await user.put(created["uploadUrl"], body())
+    finally:
+        sampling = False
+        await sampler
+    assert status == 200, done
+    assert done["state"] == "complete"
+    growth_mib = (peak - baseline) / 1024
+    print(f"media RSS baseline {baseline / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
+    # Generous: a process holding the file would grow by 100 MiB.
+    assert growth_mib < 30, f"RSS grew by {growth_mib:.1f} MiB while 100 MiB streamed"
