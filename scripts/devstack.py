@@ -57,7 +57,12 @@ DEV_ENV = {
     "CHAT_LOG_LEVEL": "INFO",
     # Development only: relaxes start-up checks meant for production (see README).
     "CHAT_DEV_MODE": "true",
+    "CHAT_MEDIA_HOST": HOST,
+    "CHAT_MEDIA_PORT": "8081",
+    "CHAT_MEDIA_DIR": str(DATA / "media"),
 }
+#: Workers that serve HTTP with bearer tokens too: they get the JWT secret and a ready port.
+HTTP_WORKERS = {"media": 8081}
 
 # Worker services, in start order, are `chat_contracts.services.SERVICES`; each runs
 # as `python -m chat_<name>`.
@@ -384,7 +389,12 @@ def build(gateways: int) -> tuple[list[Child], list[str]]:
         if not service.runnable:
             notes.append(f"{service.package} has no __main__ yet: skipped")
     for service in workers:
-        children.append(Child(service.name, [python, "-m", service.package], dict(base)))
+        env = dict(base)
+        port = HTTP_WORKERS.get(service.name)
+        if port is not None:
+            env["CHAT_JWT_SECRET"] = jwt_secret()
+            port = int(env.get(f"CHAT_{service.name.upper()}_PORT", port))
+        children.append(Child(service.name, [python, "-m", service.package], env, ready_port=port))
     if importlib.util.find_spec("chat_users.notifications") is not None:
         # The users service's second process: push delivery (the `log` provider unless
         # CHAT_PUSH_* configure real ones; README, Push notifications).
