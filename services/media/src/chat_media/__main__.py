@@ -89,6 +89,7 @@ async def serve(settings: MediaSettings) -> None:
             clock=clock,
             signing_key=settings.signing_key,
             link_ttl_s=settings.media_link_ttl_s,
+            max_bytes=settings.media_max_bytes,
         )
         runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=False)
         await runner.setup()

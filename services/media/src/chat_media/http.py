@@ -48,7 +48,17 @@ SAFE_HEADERS = {
 _ID = re.compile(r"[A-Za-z0-9_]{1,128}")
 _RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
 _json = msgspec.json.Encoder()
-_upload_request = msgspec.json.Decoder(UploadRequest)
+
+
+def _decode_upload_request(body: bytes) -> UploadRequest:
+    """JSON has one number type: `1e3` and `1000.0` are the integer 1000 (JSON Schema
+    agrees), so integral floats are accepted where an integer is expected."""
+    raw = msgspec.json.decode(body)
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if isinstance(value, float) and value.is_integer():
+                raw[key] = int(value)
+    return msgspec.convert(raw, UploadRequest)
 
 
 class Urls:
@@ -122,7 +132,9 @@ class MediaApi:
         clock: Clock,
         signing_key: bytes,
         link_ttl_s: int,
+        max_bytes: int,
     ) -> None:
+        self._max_bytes = max_bytes
         self._uploads = uploads
         self._access = access
         self._storage = storage
@@ -206,12 +218,14 @@ class MediaApi:
         return web.json_response({"status": "ok"})
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.Response(body=_json.encode(document()), content_type="application/json")
+        return web.Response(
+            body=_json.encode(document(self._max_bytes)), content_type="application/json"
+        )
 
     async def create(self, request: web.Request) -> web.Response:
         """`POST /v1/uploads` → 201 `{uploadId, uploadUrl}`."""
         actor = self._actor(request)
-        body = _upload_request.decode(await request.content.read(8_192))
+        body = _decode_upload_request(await request.content.read(8_192))
         session = await self._uploads.create(actor, body.file_name, body.size)
         created = UploadCreated(
             upload_id=session.upload_id, upload_url=self._urls.upload(session.upload_id)

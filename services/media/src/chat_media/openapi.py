@@ -47,12 +47,13 @@ _SAFE = {
 
 
 @cache
-def document() -> dict[str, Any]:
-    """The whole document (built once)."""
+def document(max_bytes: int) -> dict[str, Any]:
+    """The whole document (built once), with this deployment's size limit."""
     _, components = msgspec.json.schema_components(
         [UploadRequest, UploadCreated, UploadStatus, MediaLink, HttpError],
         ref_template=REF,
     )
+    components["UploadRequest"]["properties"]["size"]["maximum"] = max_bytes
     upload_id = {"name": "upload_id", "in": "path", **_ID_PARAM}
     media_id = {"name": "media_id", "in": "path", **_ID_PARAM}
     signed = [
