@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import pytest_asyncio
 from PIL import ExifTags, Image
 
 from chat_contracts import subjects
-from chat_contracts.bus import MessageDeleted
-from chat_runtime.bus import encode
+from chat_contracts.bus import Actor, MediaClaim, MessageDeleted
+from chat_runtime.bus import Bus, encode
 from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, cmid, make_group
 from tests.integration.media_client import MIB, MediaUser, chunks, jpeg_with_gps, pdf_bytes
@@ -497,3 +498,32 @@ async def test_rss_stays_flat_while_100_mib_stream(
     print(f"media RSS baseline {baseline / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
     # Generous: a process holding the file would grow by 100 MiB.
     assert growth_mib < 30, f"RSS grew by {growth_mib:.1f} MiB while 100 MiB streamed"
+
+
+async def test_the_claim_a_media_message_adds_to_the_send_path_costs_one_round_trip(
+    stack: Stack, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    """Measured: what `cmd.media.claim` adds to `message:send` when a mediaUrl is set
+    (TEXT messages skip it; see services/messages/tests/test_media.py)."""
+    alice = uid("alice")
+    done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
+    assert stack.nats is not None
+    bus = await Bus.connect(stack.nats.url, name="claim-bench")
+    claim = MediaClaim(
+        media_url=done["mediaUrl"], message_type="FILE", message_id="m_bench",
+        client_message_id="c_bench", peer_user_id=uid("bob"),
+    )  # fmt: skip
+    actor = Actor(user_id=alice, name="Alice")
+    took: list[float] = []
+    try:
+        for _ in range(300):
+            start = time.perf_counter()
+            reply = await bus.command(subjects.MEDIA, subjects.MEDIA_CLAIM, actor, claim)
+            took.append((time.perf_counter() - start) * 1000)
+            assert reply.status == "ok", reply
+    finally:
+        await bus.close()
+    took.sort()
+    p50, p99 = took[len(took) // 2], took[int(len(took) * 0.99)]
+    print(f"cmd.media.claim round trip: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    assert p50 < 25, took  # generous: 2 shared cores; about 1 ms when quiet

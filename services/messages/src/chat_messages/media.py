@@ -4,8 +4,9 @@ A message (or forward) that carries a `mediaUrl` is stored only if the media ser
 issued that URL to the sender (or, for a forward, the forwarder may read it); the media
 service records the chat as a place the media was sent to, so the chat's members may
 download it. A message without `mediaUrl` (every TEXT message) pays nothing: no request,
-no allocation. With one, the cost is one NATS round trip to the media service (measured
-in services/messages/tests/test_media.py: p50 ≈ 0.6 ms on the 2-core machine).
+no allocation. With one, the cost is one NATS round trip to the media service, which
+reads the media and records the place in SQLite: p50 0.40 ms, p99 1.0 ms on the 2-core
+machine (tests/integration/test_media.py, the claim test, 300 claims).
 """
 
 from __future__ import annotations
