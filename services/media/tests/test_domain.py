@@ -127,6 +127,8 @@ def test_signed_links_expire_and_bind_media_and_reader() -> None:
     assert not domain.verify_link(key, "md_1", "bob", 2_000, sig, now=0)
     assert not domain.verify_link(key, "md_1", "amy", 3_000, sig, now=0)
     assert not domain.verify_link(b"other", "md_1", "amy", 2_000, sig, now=0)
+    assert not domain.verify_link(key, "md_1", "amy", 2_000, "é" + sig[1:], now=0)
+    assert not domain.verify_link(key, "md_1", "amy", 2_000, sig.upper(), now=0)
 
 
 def test_limits() -> None:

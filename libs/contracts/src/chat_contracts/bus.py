@@ -6,11 +6,12 @@ bytes encoded once by the publisher and handed to every socket as is.
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
+from msgspec import Meta
 
-from chat_contracts.client import Role
+from chat_contracts.client import MessageType, Role
 from chat_contracts.ids import Id
 
 T = TypeVar("T")
@@ -344,20 +345,20 @@ class MediaClaim(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=Tru
     `peer_user_id` (a DM named by the other user) names the chat.
     """
 
-    media_url: str
-    message_type: str
-    message_id: str
-    client_message_id: str | None = None
-    group_id: str | None = None
-    conversation_id: str | None = None
-    peer_user_id: str | None = None
+    media_url: Annotated[str, Meta(max_length=2_048)]
+    message_type: MessageType
+    message_id: Id
+    client_message_id: Id | None = None
+    group_id: Id | None = None
+    conversation_id: Id | None = None
+    peer_user_id: Id | None = None
     forward: bool = False
 
 
 class MediaClaimed(msgspec.Struct, kw_only=True, rename="camel"):
     """The answer to `MediaClaim`: the media's id and the canonical URL to store."""
 
-    media_id: str
+    media_id: Id
     media_url: str
 
 
@@ -368,8 +369,8 @@ class MessageDeleted(msgspec.Struct, kw_only=True, rename="camel", omit_defaults
     it; `client_message_id` lets it match a claim made under a retried send.
     """
 
-    message_id: str
-    chat_id: str
-    sender_id: str
-    client_message_id: str | None = None
+    message_id: Id
+    chat_id: Id
+    sender_id: Id
+    client_message_id: Id | None = None
     media_url: str | None = None

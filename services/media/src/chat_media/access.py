@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
 
-from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
+from chat_contracts import DomainError, ErrorCode, subjects
 from chat_contracts.bus import (
     Actor,
     ChatIds,
@@ -30,13 +29,12 @@ from chat_contracts.bus import (
     Membership,
     MembershipQuery,
     MessageDeleted,
-    Reply,
 )
 from chat_media import domain
 from chat_media.domain import Media, Place
 from chat_media.storage import Storage
 from chat_media.store import MediaStore
-from chat_runtime.bus import UNAVAILABLE_RETRY_AFTER_MS, Bus
+from chat_runtime.bus import Bus
 from chat_runtime.worker import Router
 
 log = logging.getLogger(__name__)
@@ -44,8 +42,6 @@ log = logging.getLogger(__name__)
 #: Deadline of the membership look-ups a download makes (below a client's patience).
 LOOKUP_TIMEOUT_MS = 2_000
 
-_membership = msgspec.msgpack.Decoder(Membership)
-_chat_ids = msgspec.msgpack.Decoder(ChatIds)
 _deleted = msgspec.msgpack.Decoder(MessageDeleted)
 
 
@@ -82,19 +78,29 @@ class Access:
     async def _in_chat(self, user_id: str, chat: str) -> bool:
         kind, _, rest = chat.partition(":")
         actor = Actor(user_id=user_id, name=user_id)
-        if kind == "p":
-            return user_id in rest.split(":")
-        if kind == "g":
-            query = MembershipQuery(group_id=rest, user_id=user_id)
-            reply = await self._bus.command(
-                subjects.GROUPS, "membership", actor, query, timeout_ms=LOOKUP_TIMEOUT_MS
-            )
-            return _decode(_membership, reply).role is not None
-        if kind == "c":
-            reply = await self._bus.command(
-                subjects.MESSAGES, "mine", actor, Empty(), timeout_ms=LOOKUP_TIMEOUT_MS
-            )
-            return rest in _decode(_chat_ids, reply).chat_ids
+        try:
+            if kind == "p":
+                return user_id in rest.split(":")
+            if kind == "g":
+                membership = await self._bus.query(
+                    subjects.command(subjects.GROUPS, "membership"),
+                    MembershipQuery(group_id=rest, user_id=user_id),
+                    Membership,
+                    actor=actor,
+                    timeout_ms=LOOKUP_TIMEOUT_MS,
+                )
+                return membership.role is not None
+            if kind == "c":
+                mine = await self._bus.query(
+                    subjects.command(subjects.MESSAGES, "mine"),
+                    Empty(),
+                    ChatIds,
+                    actor=actor,
+                    timeout_ms=LOOKUP_TIMEOUT_MS,
+                )
+                return rest in mine.chat_ids
+        except DomainError:
+            return False  # the look-up itself was refused (a group that is gone): no reader
         return False
 
     async def claim(self, cmd: Command[MediaClaim]) -> MediaClaimed:
@@ -157,23 +163,7 @@ class Access:
 
 
 def build_router(access: Access) -> Router:
-    """The `cmd.media.*` command table."""
+    """The `cmd.media.*` command table (no client event: uploads are HTTP)."""
     router = Router(subjects.MEDIA)
-    router.add(subjects.MEDIA_CLAIM, MediaClaim, access.claim)
+    router.internal(subjects.MEDIA_CLAIM, MediaClaim, access.claim)
     return router
-
-
-D = TypeVar("D")
-
-
-def _decode(decoder: msgspec.msgpack.Decoder[D], reply: Reply) -> D:
-    if reply.status == "retry":
-        raise RetryableError(
-            ErrorCode.UNAVAILABLE,
-            reply.error or "membership look-up unavailable",
-            retry_after_ms=reply.retry_after or UNAVAILABLE_RETRY_AFTER_MS,
-        )
-    if reply.status == "error" or reply.result is None:
-        # A refusal of the look-up itself (e.g. a group that is gone): not a reader.
-        raise DomainError(ErrorCode.NOT_FOUND, "no such media", field="mediaId")
-    return decoder.decode(reply.result)

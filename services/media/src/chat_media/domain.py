@@ -282,6 +282,9 @@ def percent(received: int, total: int) -> float:
     return min(99.9, int(received * 1000 / total) / 10)
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def sign_link(key: bytes, media_id: str, user_id: str, expires: int) -> str:
     """HMAC-SHA256 of one download link: the media, the reader it was made for, expiry."""
     message = f"{media_id}\n{user_id}\n{expires}".encode()
@@ -290,8 +293,8 @@ def sign_link(key: bytes, media_id: str, user_id: str, expires: int) -> str:
 
 def verify_link(key: bytes, media_id: str, user_id: str, expires: int, sig: str, now: int) -> bool:
     """A link is good until `expires` (unix s) if its signature matches (constant time)."""
-    if now > expires:
-        return False
+    if now > expires or not _HEX64.fullmatch(sig):
+        return False  # compare_digest takes ASCII only; a signature is 64 hex digits
     return hmac.compare_digest(sign_link(key, media_id, user_id, expires), sig)
 
 

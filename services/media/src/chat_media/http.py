@@ -6,6 +6,7 @@ Thin: authenticate, decode, call `Uploads` / `Access`, encode. Refusals are
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -13,8 +14,9 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import ClientPayloadError, web
 
-from chat_contracts import DomainError, ErrorCode
+from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor
+from chat_contracts.ids import is_valid_id
 from chat_contracts.media import HttpError, MediaLink, UploadCreated, UploadRequest, UploadStatus
 from chat_media import domain
 from chat_media.access import Access
@@ -24,6 +26,8 @@ from chat_media.storage import CHUNK, Storage
 from chat_media.uploads import Received, Uploads
 from chat_runtime.auth import TokenVerifier, Unauthorized
 from chat_runtime.clock import Clock, iso
+
+log = logging.getLogger(__name__)
 
 STATUS: dict[ErrorCode, int] = {
     ErrorCode.VALIDATION_ERROR: 400,
@@ -45,7 +49,6 @@ SAFE_HEADERS = {
     "Cache-Control": "private, max-age=3600",
     "Accept-Ranges": "bytes",
 }
-_ID = re.compile(r"[A-Za-z0-9_]{1,128}")
 _RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
 _json = msgspec.json.Encoder()
 
@@ -82,7 +85,7 @@ class Urls:
         if not url.startswith(prefix):
             return None
         rest = url[len(prefix) :]
-        return rest if _ID.fullmatch(rest) else None
+        return rest if is_valid_id(rest) else None
 
 
 def _error(exc: DomainError) -> web.Response:
@@ -116,6 +119,20 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(DomainError(ErrorCode.VALIDATION_ERROR, text, field=field))
     except msgspec.DecodeError as exc:
         return _error(DomainError(ErrorCode.VALIDATION_ERROR, f"malformed JSON: {exc}"))
+    except RetryableError as exc:
+        body = HttpError(
+            status="retry", code=exc.code.value, error=exc.message, retry_after=exc.retry_after_ms
+        )
+        headers = {"Retry-After": str(max(1, exc.retry_after_ms // 1000))}
+        return web.Response(
+            status=503, body=_json.encode(body), content_type="application/json", headers=headers
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        body = HttpError(status="error", code=ErrorCode.INTERNAL.value, error="internal error")
+        return web.Response(status=500, body=_json.encode(body), content_type="application/json")
 
 
 class MediaApi:
@@ -190,7 +207,7 @@ class MediaApi:
     @staticmethod
     def _id(request: web.Request, name: str) -> str:
         value = request.match_info[name]
-        if not _ID.fullmatch(value):
+        if not is_valid_id(value):
             raise DomainError(ErrorCode.NOT_FOUND, f"no such {name}", field=name)
         return value
 

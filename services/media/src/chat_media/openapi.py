@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from chat_contracts.ids import ID_PATTERN
 from chat_contracts.media import HttpError, MediaLink, UploadCreated, UploadRequest, UploadStatus
 
 REF = "#/components/schemas/{name}"
@@ -32,11 +33,12 @@ def _errors(*codes: int) -> dict[str, Any]:
         415: "the content's type is not allowed (sniffed, not taken from the name)",
         416: "the range is outside the file",
         429: "too many uploads at once, or the daily quota is used up",
+        503: "a service this answer needs did not reply in time: retry after `retryAfter` ms",
     }
     return {str(c): {"description": reasons[c], "content": _json("HttpError")} for c in codes}
 
 
-_ID_PARAM = {"schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,128}$"}, "required": True}
+_ID_PARAM = {"schema": {"type": "string", "pattern": ID_PATTERN}, "required": True}
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _FILE = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 _SAFE = {
@@ -68,7 +70,7 @@ def document(max_bytes: int) -> dict[str, Any]:
             "200": {"description": "the file", "headers": _SAFE, "content": _FILE},
             "206": {"description": "the requested range", "headers": _SAFE, "content": _FILE},
             "304": {"description": "not modified (ETag matched)"},
-            **_errors(401, 404, 416),
+            **_errors(401, 404, 416, 503),
         },
     }
     return {
@@ -141,7 +143,7 @@ def document(max_bytes: int) -> dict[str, Any]:
                     "parameters": [media_id],
                     "responses": {
                         "200": {"description": "the link", "content": _json("MediaLink")},
-                        **_errors(401, 404),
+                        **_errors(401, 404, 503),
                     },
                 }
             },

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import msgspec
-
-from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
-from chat_contracts.bus import Actor, MediaClaim, MediaClaimed, Reply
+from chat_contracts import DomainError, ErrorCode, subjects
+from chat_contracts.bus import Actor, MediaClaim, MediaClaimed
+from chat_contracts.client import MessageType
 from chat_messages.domain import ConversationTarget, GroupTarget, PeerTarget, Target
-from chat_runtime.bus import UNAVAILABLE_RETRY_AFTER_MS, Bus
+from chat_runtime.bus import Bus
 
 #: Below the gateway's 5 s deadline for the whole command (as for groups look-ups).
 DEFAULT_MEDIA_TIMEOUT_MS = 2_000
@@ -33,7 +32,7 @@ class MediaGate(Protocol):
         target: Target,
         *,
         media_url: str | None,
-        message_type: str,
+        message_type: MessageType,
         message_id: str,
         client_message_id: str | None,
         forward: bool = False,
@@ -52,7 +51,7 @@ class NoMediaGate:
         target: Target,
         *,
         media_url: str | None,
-        message_type: str,
+        message_type: MessageType,
         message_id: str,
         client_message_id: str | None,
         forward: bool = False,
@@ -68,8 +67,6 @@ class NoMediaGate:
 class BusMediaGate:
     """`MediaGate` over `cmd.media.claim`."""
 
-    _claimed = msgspec.msgpack.Decoder(MediaClaimed)
-
     def __init__(self, bus: Bus, *, timeout_ms: int = DEFAULT_MEDIA_TIMEOUT_MS) -> None:
         self._bus = bus
         self._timeout_ms = timeout_ms
@@ -80,7 +77,7 @@ class BusMediaGate:
         target: Target,
         *,
         media_url: str | None,
-        message_type: str,
+        message_type: MessageType,
         message_id: str,
         client_message_id: str | None,
         forward: bool = False,
@@ -100,21 +97,10 @@ class BusMediaGate:
             claim.conversation_id = target.conversation_id
         elif isinstance(target, PeerTarget):
             claim.peer_user_id = target.user_b if target.user_a == actor.user_id else target.user_a
-        reply = await self._bus.command(
-            subjects.MEDIA, subjects.MEDIA_CLAIM, actor, claim, timeout_ms=self._timeout_ms
+        await self._bus.query(
+            subjects.command(subjects.MEDIA, subjects.MEDIA_CLAIM),
+            claim,
+            MediaClaimed,
+            actor=actor,
+            timeout_ms=self._timeout_ms,
         )
-        _check(reply)
-
-
-def _check(reply: Reply) -> None:
-    if reply.status == "retry":
-        raise RetryableError(
-            ErrorCode.UNAVAILABLE,
-            reply.error or "media service unavailable",
-            retry_after_ms=reply.retry_after or UNAVAILABLE_RETRY_AFTER_MS,
-        )
-    if reply.status == "error":
-        code = ErrorCode.VALIDATION_ERROR
-        if reply.code is not None and reply.code in ErrorCode.__members__:
-            code = ErrorCode(reply.code)
-        raise DomainError(code, reply.error or "mediaUrl refused", field=reply.field or "mediaUrl")

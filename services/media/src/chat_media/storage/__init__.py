@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 #: What a key may look like (server-made ids only; checked by every implementation).
-KEY = re.compile(r"[a-z]/[A-Za-z0-9_]{1,128}")
+KEY = re.compile(r"[a-z]/[A-Za-z0-9_-]{1,128}")
 
 
 class StorageError(Exception):
