@@ -20,7 +20,7 @@ import pytest_asyncio
 from PIL import ExifTags, Image
 
 from chat_contracts import subjects
-from chat_contracts.bus import Actor, MediaClaim, MessageDeleted
+from chat_contracts.bus import Actor, MediaClaim, MessageDeletedForEveryone
 from chat_runtime.bus import Bus, encode
 from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, cmid, make_group
@@ -214,6 +214,26 @@ async def test_refusals_before_and_while_reading(
         assert r.status == 401
 
 
+async def test_per_user_concurrent_uploads_are_capped(
+    uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    user, other = media_user(uid("alice")), media_user(uid("bob"))
+    urls = []
+    for _ in range(5):  # the default cap
+        status, body = await user.create("a.pdf", 1_000)
+        assert status == 201, body
+        urls.append(body["uploadUrl"])
+    status, body = await user.create("a.pdf", 1_000)
+    assert (status, body["code"], body["field"]) == (429, "LIMIT_EXCEEDED", "size")
+    status, body = await other.create("a.pdf", 1_000)  # another user is not affected
+    assert status == 201, body
+    # Finishing one frees its slot.
+    status, done = await user.put(urls[0], pdf_bytes(1_000))
+    assert (status, done["state"]) == (200, "complete")
+    status, body = await user.create("a.pdf", 1_000)
+    assert status == 201, body
+
+
 async def test_traversal_looking_names_are_only_display_names(
     stack: Stack,
     connect: Connect,
@@ -393,7 +413,7 @@ async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
     try:
 
         async def deleted(message: dict[str, str]) -> None:
-            event = MessageDeleted(
+            event = MessageDeletedForEveryone(
                 message_id=message["id"],
                 chat_id=message["conversationId"],
                 sender_id=alice,

@@ -362,7 +362,7 @@ class MediaClaimed(msgspec.Struct, kw_only=True, rename="camel"):
     media_url: str
 
 
-class MessageDeleted(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+class MessageDeletedForEveryone(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     """`evt.messages.deleted`: a message was deleted for everyone (after the write).
 
     The media service stops serving a message's media once no other message refers to

@@ -110,7 +110,7 @@ def command_batch(domain: str) -> str:
     return command(domain, BATCH_ACTION)
 
 
-#: A message deleted for everyone (see `bus.MessageDeleted`); the media service listens.
+#: A message deleted for everyone (`bus.MessageDeletedForEveryone`); media listens.
 MESSAGE_DELETED: Final = event(MESSAGES, "deleted")
 #: The media service's command that vets a `mediaUrl` before a message stores it.
 MEDIA_CLAIM: Final = "claim"

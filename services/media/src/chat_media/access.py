@@ -28,7 +28,7 @@ from chat_contracts.bus import (
     MediaClaimed,
     Membership,
     MembershipQuery,
-    MessageDeleted,
+    MessageDeletedForEveryone,
 )
 from chat_media import domain
 from chat_media.domain import Media, Place
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 #: Deadline of the membership look-ups a download makes (below a client's patience).
 LOOKUP_TIMEOUT_MS = 2_000
 
-_deleted = msgspec.msgpack.Decoder(MessageDeleted)
+_deleted = msgspec.msgpack.Decoder(MessageDeletedForEveryone)
 
 
 class Access:
@@ -135,7 +135,7 @@ class Access:
         )
         return MediaClaimed(media_id=media.media_id, media_url=claim.media_url)
 
-    async def message_deleted(self, event: MessageDeleted) -> list[Media]:
+    async def message_deleted(self, event: MessageDeletedForEveryone) -> list[Media]:
         """Forget a deleted message's places; remove media no message refers to now."""
         gone = await self._store.remove_places(
             event.message_id, event.sender_id, event.client_message_id
