@@ -90,6 +90,7 @@ async def serve(settings: MediaSettings) -> None:
             signing_key=settings.signing_key,
             link_ttl_s=settings.media_link_ttl_s,
             max_bytes=settings.media_max_bytes,
+            ready=lambda: bus.connected,
         )
         runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=False)
         await runner.setup()

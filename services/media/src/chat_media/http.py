@@ -150,8 +150,10 @@ class MediaApi:
         signing_key: bytes,
         link_ttl_s: int,
         max_bytes: int,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self._max_bytes = max_bytes
+        self._ready = ready
         self._uploads = uploads
         self._access = access
         self._storage = storage
@@ -165,7 +167,7 @@ class MediaApi:
         """The aiohttp application."""
         app = web.Application(middlewares=[errors])
         app.router.add_get("/healthz", self.health)
-        app.router.add_get("/readyz", self.health)
+        app.router.add_get("/readyz", self.readiness)
         app.router.add_get("/v1/openapi.json", self.openapi)
         app.router.add_post("/v1/uploads", self.create)
         app.router.add_put("/v1/uploads/{upload_id}", self.put)
@@ -232,6 +234,13 @@ class MediaApi:
     # --- routes -------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
+        """Liveness: the process answers."""
+        return web.json_response({"status": "ok"})
+
+    async def readiness(self, request: web.Request) -> web.Response:
+        """Readiness: 200 only while connected to NATS (progress events and claims)."""
+        if not self._ready():
+            return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ok"})
 
     async def openapi(self, request: web.Request) -> web.Response:
