@@ -522,3 +522,20 @@ async def test_rss_stays_flat_while_100_mib_stream(
     )
     # Generous: a process holding the file would grow by 100 MiB.
     assert growth_mib < 30, f"RSS grew by {growth_mib:.1f} MiB while 100 MiB streamed"
+
+    # And out again: the download streams too.
+    _reset_peak(pid)
+    baseline = _status_kib(pid, "VmRSS")
+    started = time.perf_counter()
+    digest, length = hashlib.sha256(), 0
+    async with user.http.get(done["mediaUrl"], headers=user.auth) as resp:
+        assert resp.status == 200
+        async for chunk in resp.content.iter_chunked(MIB):
+            digest.update(chunk)
+            length += len(chunk)
+    took = time.perf_counter() - started
+    peak = _status_kib(pid, "VmHWM")
+    assert length == size
+    assert digest.digest() == hashlib.sha256(piece * (size // MIB)).digest()
+    print(f"download: 100 MiB in {took:.2f} s, RSS peak +{(peak - baseline) / 1024:.1f} MiB")
+    assert (peak - baseline) / 1024 < 30
