@@ -202,7 +202,7 @@ class Uploads:
                     pending.append(data)
                     if len(head) < SNIFF_BYTES and received < session.size:
                         continue
-                    mime = await self._sniff(session, head)
+                    mime = domain.sniff(head)[0]
                     for held in pending:
                         await writer.write(held)
                     pending.clear()
@@ -211,7 +211,7 @@ class Uploads:
                 if meter.due(monotonic_ms(), received):
                     await self._progress(session, received, mime)
             if mime is None and head:
-                mime = await self._sniff(session, head)
+                mime = domain.sniff(head)[0]
                 for held in pending:
                     await writer.write(held)
                 pending.clear()
@@ -221,8 +221,11 @@ class Uploads:
             raise DomainError(
                 ErrorCode.PAYLOAD_TOO_LARGE, "body runs past the declared size", field="size"
             ) from None
-        except DomainError:
+        except DomainError as exc:
+            # A refused type: nothing of it was stored. The writer is closed before the
+            # bytes are removed (a GridFS part is only written at close).
             await writer.close()
+            await self.fail(session, State.FAILED, exc.message)
             raise
         except ConnectionError as exc:
             # The client went away mid-stream: keep what arrived (HEAD tells it, a PUT
@@ -237,14 +240,6 @@ class Uploads:
             await self._store.progress(session.upload_id, stored, self._expiry(), mime)
         session.mime = mime
         return stored
-
-    async def _sniff(self, session: UploadSession, head: bytes) -> str:
-        try:
-            mime, _kind = domain.sniff(head)
-        except DomainError as exc:
-            await self.fail(session, State.FAILED, exc.message)
-            raise
-        return mime
 
     async def _progress(self, session: UploadSession, received: int, mime: str | None) -> None:
         await self._store.progress(session.upload_id, received, self._expiry(), mime)
