@@ -7,6 +7,7 @@ refusals, resume, expiry, downloads and who may make them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import time
@@ -146,6 +147,53 @@ async def test_resume_after_a_cut_connection(
 
 def headers_of_length(head: tuple[int, Mapping[str, str]]) -> int:
     return int(head[1]["Upload-Length"])
+
+
+async def test_tus_upload_with_a_resume(
+    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+) -> None:
+    """tus 1.0 (core + creation), as tus-js-client speaks it, on the same sessions."""
+    alice = uid("alice")
+    socket = await connect(alice)
+    user = media_user(alice)
+    data = pdf_bytes(3 * MIB)
+    tus = {**user.auth, "Tus-Resumable": "1.0.0"}
+    async with user.http.options(f"{user.base}/v1/tus") as resp:
+        assert resp.status == 204
+        assert resp.headers["Tus-Version"] == "1.0.0"
+        assert "creation" in resp.headers["Tus-Extension"]
+    name = base64.b64encode("tus ünïcode.pdf".encode()).decode()
+    async with user.http.post(
+        f"{user.base}/v1/tus",
+        headers={**tus, "Upload-Length": str(len(data)), "Upload-Metadata": f"filename {name}"},
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+        assert resp.headers["Tus-Resumable"] == "1.0.0"
+        location = resp.headers["Location"]
+    patch = {**tus, "Content-Type": "application/offset+octet-stream"}
+    async with user.http.patch(
+        location, data=data[:MIB], headers={**patch, "Upload-Offset": "0"}
+    ) as resp:
+        assert (resp.status, resp.headers["Upload-Offset"]) == (204, str(MIB))
+    async with user.http.head(location, headers=tus) as resp:
+        assert (resp.status, resp.headers["Upload-Offset"]) == (200, str(MIB))
+        assert resp.headers["Upload-Length"] == str(len(data))
+    # The wrong offset, and a request of no tus version, are refused.
+    async with user.http.patch(
+        location, data=data[:10], headers={**patch, "Upload-Offset": "0"}
+    ) as resp:
+        assert resp.status == 409
+    async with user.http.head(location, headers=user.auth) as resp:
+        assert resp.status == 412
+    async with user.http.patch(
+        location, data=data[MIB:], headers={**patch, "Upload-Offset": str(MIB)}
+    ) as resp:
+        assert (resp.status, resp.headers["Upload-Offset"]) == (204, str(len(data)))
+    complete = await socket.wait_for("upload:complete")
+    assert complete["fileName"] == "tus ünïcode.pdf"
+    assert complete["fileSize"] == len(data)
+    status, body, _ = await user.get(complete["mediaUrl"])
+    assert (status, body == data) == (200, True)
 
 
 async def test_refusals_before_and_while_reading(

@@ -235,6 +235,18 @@ def check_resume(session: UploadSession, byte_range: ByteRange) -> None:
         )
 
 
+def check_offset(session: UploadSession, offset: int) -> None:
+    """tus: a PATCH must start exactly where the stored bytes end."""
+    if session.state is not State.OPEN:
+        raise DomainError(ErrorCode.CONFLICT, f"upload is {session.state.value}")
+    if offset != session.received:
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            f"upload has {session.received} bytes; Upload-Offset must be that",
+            field="Upload-Offset",
+        )
+
+
 def sniff(head: bytes) -> tuple[str, Kind]:
     """The MIME type and kind of a file from its first bytes, or a refusal.
 

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
-from aiohttp import ClientPayloadError, web
+from aiohttp import web
 
 from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor
 from chat_contracts.ids import is_valid_id
 from chat_contracts.media import HttpError, MediaLink, UploadCreated, UploadRequest, UploadStatus
-from chat_media import domain
+from chat_media import domain, tus
 from chat_media.access import Access
 from chat_media.domain import Kind, Media, UploadSession
 from chat_media.openapi import document
-from chat_media.storage import CHUNK, Storage
+from chat_media.storage import Storage
 from chat_media.uploads import Received, Uploads
+from chat_media.wire import Handler, request_body
 from chat_runtime.auth import TokenVerifier, Unauthorized
 from chat_runtime.clock import Clock, iso
 
@@ -73,6 +74,9 @@ class Urls:
     def upload(self, upload_id: str) -> str:
         return f"{self.base}/v1/uploads/{upload_id}"
 
+    def tus(self, upload_id: str) -> str:
+        return f"{self.base}{tus.PREFIX}/{upload_id}"
+
     def media(self, media_id: str) -> str:
         return f"{self.base}/v1/media/{media_id}"
 
@@ -101,9 +105,6 @@ def _error(exc: DomainError) -> web.Response:
 
 def _ok(value: msgspec.Struct, status: int = 200) -> web.Response:
     return web.Response(status=status, body=_json.encode(value), content_type="application/json")
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -166,6 +167,8 @@ class MediaApi:
     def app(self) -> web.Application:
         """The aiohttp application."""
         app = web.Application(middlewares=[errors])
+        app.on_response_prepare.append(tus.add_version)
+        tus.Tus(self._uploads, self.actor, self._urls.tus, self._max_bytes).add_routes(app)
         app.router.add_get("/healthz", self.health)
         app.router.add_get("/readyz", self.readiness)
         app.router.add_get("/v1/openapi.json", self.openapi)
@@ -179,7 +182,8 @@ class MediaApi:
 
     # --- plumbing -----------------------------------------------------------------
 
-    def _actor(self, request: web.Request) -> Actor:
+    def actor(self, request: web.Request) -> Actor:
+        """The bearer token's user, or UNAUTHORIZED."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -193,7 +197,7 @@ class MediaApi:
         """The user a download is for: from the bearer token, or a signed link."""
         query = request.query
         if "sig" not in query:
-            return self._actor(request).user_id
+            return self.actor(request).user_id
         try:
             expires = int(query.get("exp", ""))
         except ValueError:
@@ -250,7 +254,7 @@ class MediaApi:
 
     async def create(self, request: web.Request) -> web.Response:
         """`POST /v1/uploads` → 201 `{uploadId, uploadUrl}`."""
-        actor = self._actor(request)
+        actor = self.actor(request)
         body = _decode_upload_request(await request.content.read(8_192))
         session = await self._uploads.create(actor, body.file_name, body.size)
         created = UploadCreated(
@@ -261,20 +265,20 @@ class MediaApi:
     async def put(self, request: web.Request) -> web.Response:
         """`PUT uploadUrl`: the body streams to storage; 200 with the status (complete or
         not: a `Content-Range` chunk short of the end leaves it open)."""
-        actor = self._actor(request)
+        actor = self.actor(request)
         upload_id = self._id(request, "upload_id")
         result: Received = await self._uploads.receive(
             actor,
             upload_id,
             request.headers.get("Content-Range"),
             request.content_length,
-            _body(request),
+            request_body(request),
         )
         return _ok(self._status(result.session, result.media))
 
     async def head(self, request: web.Request) -> web.Response:
         """`HEAD uploadUrl`: `Upload-Offset` = bytes stored, `Upload-Length` = size."""
-        actor = self._actor(request)
+        actor = self.actor(request)
         session = await self._uploads.owned(actor, self._id(request, "upload_id"))
         stored = await self._uploads.stored_bytes(session)
         return web.Response(
@@ -290,7 +294,7 @@ class MediaApi:
     async def link(self, request: web.Request) -> web.Response:
         """`GET /v1/media/{id}/link`: a URL signed for this reader, valid `link_ttl_s`."""
         media_id = self._id(request, "media_id")
-        actor = self._actor(request)
+        actor = self.actor(request)
         await self._access.readable(actor.user_id, media_id)
         expires = int(self._clock.now().timestamp()) + self._link_ttl
         sig = domain.sign_link(self._key, media_id, actor.user_id, expires)
@@ -346,15 +350,6 @@ class MediaApi:
                 await response.write(chunk)
         await response.write_eof()
         return response
-
-
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body in chunks; a cut connection becomes `ConnectionResetError`."""
-    try:
-        async for chunk in request.content.iter_chunked(CHUNK):
-            yield chunk
-    except ClientPayloadError as exc:
-        raise ConnectionResetError(str(exc)) from None
 
 
 def _matches(header: str | None, etag: str) -> bool:

@@ -32,12 +32,23 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "larger than the limit or than the declared size",
         415: "the content's type is not allowed (sniffed, not taken from the name)",
         416: "the range is outside the file",
+        412: "tus: the request is not Tus-Resumable 1.0.0",
         429: "too many uploads at once, or the daily quota is used up",
         503: "a service this answer needs did not reply in time: retry after `retryAfter` ms",
     }
-    return {str(c): {"description": reasons[c], "content": _json("HttpError")} for c in codes}
+    out = {str(c): {"description": reasons[c], "content": _json("HttpError")} for c in codes}
+    if 400 in codes:
+        # A request line or header block past aiohttp's 8 KiB limit is refused by the
+        # HTTP parser itself, before any handler, as text.
+        out["400"]["content"] = {**_json("HttpError"), "text/plain": {"schema": {"type": "string"}}}
+    return out
 
 
+def _header(name: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": required, "schema": schema}
+
+
+_TUS = _header("Tus-Resumable", {"type": "string", "const": "1.0.0"})
 _ID_PARAM = {"schema": {"type": "string", "pattern": ID_PATTERN}, "required": True}
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _FILE = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
@@ -70,7 +81,7 @@ def document(max_bytes: int) -> dict[str, Any]:
             "200": {"description": "the file", "headers": _SAFE, "content": _FILE},
             "206": {"description": "the requested range", "headers": _SAFE, "content": _FILE},
             "304": {"description": "not modified (ETag matched)"},
-            **_errors(401, 404, 416, 503),
+            **_errors(400, 401, 404, 416, 503),
         },
     }
     return {
@@ -143,9 +154,66 @@ def document(max_bytes: int) -> dict[str, Any]:
                     "parameters": [media_id],
                     "responses": {
                         "200": {"description": "the link", "content": _json("MediaLink")},
-                        **_errors(401, 404, 503),
+                        **_errors(400, 401, 404, 503),
                     },
                 }
+            },
+            "/v1/tus": {
+                "options": {
+                    "summary": "tus 1.0: what this server speaks (core, creation)",
+                    "security": [],
+                    "responses": {
+                        "204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}
+                    },
+                },
+                "post": {
+                    "summary": "tus creation: Upload-Length and Upload-Metadata (filename)",
+                    "parameters": [
+                        _TUS,
+                        _header(
+                            "Upload-Length", {"type": "integer", "minimum": 1, "maximum": max_bytes}
+                        ),
+                        _header("Upload-Metadata", {"type": "string"}, required=False),
+                    ],
+                    "responses": {
+                        "201": {"description": "created; Location is the upload URL"},
+                        **_errors(400, 401, 412, 413, 429),
+                    },
+                },
+            },
+            "/v1/tus/{upload_id}": {
+                "head": {
+                    "summary": "tus: the offset to resume at (Upload-Offset)",
+                    "parameters": [upload_id, _TUS],
+                    "responses": {
+                        "200": {"description": "Upload-Offset, Upload-Length"},
+                        "401": {"description": "missing or bad token"},
+                        "404": {"description": "no such upload for this user"},
+                        "412": {"description": "not Tus-Resumable 1.0.0"},
+                    },
+                },
+                "patch": {
+                    "summary": "tus: bytes at exactly Upload-Offset",
+                    "parameters": [
+                        upload_id,
+                        _TUS,
+                        _header(
+                            "Upload-Offset", {"type": "integer", "minimum": 0, "maximum": max_bytes}
+                        ),
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/offset+octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "204": {"description": "stored; Upload-Offset is the new offset"},
+                        **_errors(400, 401, 404, 409, 412, 413, 415),
+                    },
+                },
             },
             "/healthz": {
                 "get": {

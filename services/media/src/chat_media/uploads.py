@@ -135,16 +135,26 @@ class Uploads:
         content_range: str | None,
         content_length: int | None,
         body: AsyncIterator[bytes],
+        *,
+        offset: int | None = None,
     ) -> Received:
-        """`PUT uploadUrl`: append the body at its `Content-Range` offset, streaming.
+        """`PUT uploadUrl`: append the body at its `Content-Range` offset, streaming
+        (tus `PATCH`: at `offset`, which must be exactly the stored size).
 
         Refused before reading when `Content-Length` runs past the declared size; cut
         off (and the session failed) when the stream does. The type is sniffed from the
         first bytes before any of them is stored.
         """
         session = await self.owned(actor, upload_id)
-        byte_range = domain.parse_content_range(content_range, session.size)
-        domain.check_resume(session, byte_range)
+        if session.state is State.OPEN:
+            # What storage holds is the truth (a crash may have lost the last tick).
+            session.received = await self.stored_bytes(session)
+        if offset is None:
+            byte_range = domain.parse_content_range(content_range, session.size)
+            domain.check_resume(session, byte_range)
+        else:
+            byte_range = domain.ByteRange(offset, None, session.size)
+            domain.check_offset(session, offset)
         if content_length is not None:
             if byte_range.start + content_length > session.size:
                 await self.fail(session, State.FAILED, "file is larger than its declared size")
