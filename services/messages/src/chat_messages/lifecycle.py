@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from chat_contracts import DomainError, ErrorCode
-from chat_contracts.bus import Command
+from chat_contracts import DomainError, ErrorCode, subjects
+from chat_contracts.bus import Command, MessageDeletedForEveryone
 from chat_contracts.client import (
     ChatMute,
     EditsQuery,
@@ -134,6 +134,18 @@ class LifecycleHandlers:
         if changed.changed:
             chat_id = changed.message.chat_id
             await self._publisher.to_room(chat_id, MESSAGE_DELETED, event, skip_sid=cmd.origin_sid)
+            # The media service stops serving media no live message carries any more.
+            original = access.message
+            await self._publisher.event(
+                subjects.MESSAGE_DELETED,
+                MessageDeletedForEveryone(
+                    message_id=original.id,
+                    chat_id=chat_id,
+                    sender_id=original.sender_id,
+                    client_message_id=original.client_message_id,
+                    media_url=original.media_url,
+                ),
+            )
             if changed.was_pinned:
                 unpinned = MessageUnpinned(
                     message_id=payload.message_id,
