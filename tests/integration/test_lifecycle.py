@@ -10,8 +10,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+
 from chat_testkit.client import ChatClient
+from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, cmid, make_group
+from tests.integration.media_client import MediaUser, jpeg_with_gps
 
 
 async def send(client: ChatClient, content: str = "hello", **target: Any) -> dict[str, Any]:
@@ -251,9 +255,13 @@ async def test_pins_admins_only_in_groups_both_parties_in_dms(
 
 
 async def test_forward_needs_read_and_post_rights_and_keeps_media(
-    connect: Connect, uid: Callable[[str], str]
+    stack: Stack, connect: Connect, uid: Callable[[str], str]
 ) -> None:
     alice, bob, mallory = uid("alice"), uid("bob"), uid("mallory")
+    async with aiohttp.ClientSession() as http:  # a mediaUrl the media service issued
+        media_url = (await MediaUser(stack, http, alice).upload("look.jpg", jpeg_with_gps()))[
+            "mediaUrl"
+        ]
     alice_a = await connect(alice, gateway=0, name="Alice")
     bob_b = await connect(bob, gateway=1)
     mallory_b = await connect(mallory, gateway=1)
@@ -265,7 +273,7 @@ async def test_forward_needs_read_and_post_rights_and_keeps_media(
             "clientMessageId": cmid(),
             "groupId": group,
             "type": "IMAGE",
-            "mediaUrl": "/v1/media/abc",
+            "mediaUrl": media_url,
             "content": "look",
         },
     )
@@ -289,7 +297,7 @@ async def test_forward_needs_read_and_post_rights_and_keeps_media(
         "senderId": alice,
         "senderName": "Alice",
     }
-    assert forwarded["mediaUrl"] == "/v1/media/abc"
+    assert forwarded["mediaUrl"] == media_url
     assert forwarded["type"] == "IMAGE"
     assert forwarded["senderId"] == bob
     got = await mallory_b.wait_for("message:new", lambda m: m["id"] == forwarded["id"])
