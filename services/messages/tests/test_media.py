@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
 from chat_contracts.bus import Actor, Command, MediaClaim
 from chat_messages.domain import ConversationTarget, GroupTarget, PeerTarget, Target
-from chat_messages.media import BusMediaGate, NoMediaGate
+from chat_messages.media import MediaGate
 from chat_runtime.bus import Bus
 
 AMY = Actor(user_id="amy", name="Amy")
@@ -34,7 +34,7 @@ async def test_messages_without_media_make_no_request(bus: Bus) -> None:
 
     sub = await bus.subscribe(subjects.command(subjects.MEDIA, subjects.MEDIA_CLAIM), record)
     await bus.flush()
-    gate = BusMediaGate(bus, timeout_ms=200)
+    gate = MediaGate(bus, timeout_ms=200)
     try:
         await gate.admit(
             AMY, GroupTarget(group_id="g1"), media_url=None, message_type="TEXT",
@@ -68,7 +68,7 @@ async def test_messages_without_media_make_no_request(bus: Bus) -> None:
 
 
 async def test_without_a_media_service_no_media_url_is_valid() -> None:
-    gate = NoMediaGate()
+    gate = MediaGate(None)
     await gate.admit(
         AMY, GroupTarget(group_id="g"), media_url=None, message_type="TEXT", message_id="m",
         client_message_id=None,

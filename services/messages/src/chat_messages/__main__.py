@@ -16,8 +16,8 @@ from chat_messages.groups import (
     CachingGroupDirectory,
 )
 from chat_messages.handlers import build_router
+from chat_messages.media import MediaGate
 from chat_messages.push import PushBatcher
-from chat_messages.media import BusMediaGate
 from chat_messages.rules import Rules
 from chat_messages.store import MessageStore
 from chat_messages.store.mongo import MongoMessageStore
@@ -98,7 +98,7 @@ async def build(settings: MessagesSettings, bus: Bus) -> AsyncIterator[Router]:
             rules=settings.rules(),
             blocks=blocks,
             pushes=pushes,
-            media=BusMediaGate(bus),
+            media=MediaGate(bus),
         )
         try:
             yield build_router(deps)

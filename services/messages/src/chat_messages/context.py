@@ -9,8 +9,8 @@ from chat_messages import domain
 from chat_messages.blocks import BlockGuard
 from chat_messages.domain import StoredMessage
 from chat_messages.groups import GroupDirectory
+from chat_messages.media import MediaGate
 from chat_messages.push import PushBatcher
-from chat_messages.media import MediaGate, NoMediaGate
 from chat_messages.rules import Rules
 from chat_messages.store import MessageStore
 from chat_runtime.bus import Publisher
@@ -33,7 +33,7 @@ class Deps:
     pushes: PushBatcher | None = None
     #: Vets a new message's `mediaUrl` (`cmd.media.claim`); without the media service
     #: no `mediaUrl` is valid.
-    media: MediaGate = field(default_factory=NoMediaGate)
+    media: MediaGate = field(default_factory=lambda: MediaGate(None))
 
 
 async def view(store: MessageStore, message: StoredMessage) -> SocketMessage:

@@ -11,8 +11,6 @@ machine (tests/integration/test_media.py, the claim test, 300 claims).
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from chat_contracts import DomainError, ErrorCode, subjects
 from chat_contracts.bus import Actor, MediaClaim, MediaClaimed
 from chat_contracts.client import MessageType
@@ -23,51 +21,13 @@ from chat_runtime.bus import Bus
 DEFAULT_MEDIA_TIMEOUT_MS = 2_000
 
 
-class MediaGate(Protocol):
-    """Vets the `mediaUrl` of a message about to be stored."""
+class MediaGate:
+    """Vets the `mediaUrl` of a message about to be stored, over `cmd.media.claim`.
 
-    async def admit(
-        self,
-        actor: Actor,
-        target: Target,
-        *,
-        media_url: str | None,
-        message_type: MessageType,
-        message_id: str,
-        client_message_id: str | None,
-        forward: bool = False,
-    ) -> None:
-        """Return when the message may carry `media_url`; raise `DomainError`
-        (VALIDATION_ERROR, field `mediaUrl`) or `RetryableError` otherwise."""
-        ...
+    Without a bus (a deployment without the media service) no `mediaUrl` is valid.
+    """
 
-
-class NoMediaGate:
-    """A deployment without the media service: no `mediaUrl` is ever valid."""
-
-    async def admit(
-        self,
-        actor: Actor,
-        target: Target,
-        *,
-        media_url: str | None,
-        message_type: MessageType,
-        message_id: str,
-        client_message_id: str | None,
-        forward: bool = False,
-    ) -> None:
-        if media_url is not None:
-            raise DomainError(
-                ErrorCode.VALIDATION_ERROR,
-                "mediaUrl was not issued by this service",
-                field="mediaUrl",
-            )
-
-
-class BusMediaGate:
-    """`MediaGate` over `cmd.media.claim`."""
-
-    def __init__(self, bus: Bus, *, timeout_ms: int = DEFAULT_MEDIA_TIMEOUT_MS) -> None:
+    def __init__(self, bus: Bus | None, *, timeout_ms: int = DEFAULT_MEDIA_TIMEOUT_MS) -> None:
         self._bus = bus
         self._timeout_ms = timeout_ms
 
@@ -82,8 +42,16 @@ class BusMediaGate:
         client_message_id: str | None,
         forward: bool = False,
     ) -> None:
+        """Return when the message may carry `media_url`; raise `DomainError`
+        (VALIDATION_ERROR, field `mediaUrl`) or `RetryableError` otherwise."""
         if media_url is None:
             return
+        if self._bus is None:
+            raise DomainError(
+                ErrorCode.VALIDATION_ERROR,
+                "mediaUrl was not issued by this service",
+                field="mediaUrl",
+            )
         claim = MediaClaim(
             media_url=media_url,
             message_type=message_type,
