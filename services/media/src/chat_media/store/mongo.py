@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from chat_media import domain
 from chat_media.domain import Kind, Limits, Media, Place, State, UploadSession
-from chat_runtime.mongo import Document, connect_mongo
+from chat_runtime.mongo import Document, connect_mongo, in_transaction
 
 
 def _session(doc: Document) -> UploadSession:
@@ -65,6 +66,7 @@ class MongoMediaStore:
         self._sessions = db["media_sessions"]
         self._media = db["media"]
         self._places = db["media_places"]
+        self._users = db["media_users"]
 
     async def open(self) -> None:
         await self._sessions.create_index([("user_id", ASCENDING), ("created_at", ASCENDING)])
@@ -85,37 +87,49 @@ class MongoMediaStore:
     async def open_session(
         self, session: UploadSession, limits: Limits, day_start: datetime
     ) -> None:
-        """Count, decide, insert. Without a transaction two concurrent POSTs of one user
-        may both pass the cap by one; the cap is a guard against abuse, not an invariant."""
-        open_count = await self._sessions.count_documents(
-            {
-                "user_id": session.user_id,
-                "state": State.OPEN.value,
-                "expires_at": {"$gt": session.created_at},
-            }
-        )
-        used = 0
-        cursor = await self._sessions.aggregate(
-            [
-                {"$match": {"user_id": session.user_id, "created_at": {"$gte": day_start}}},
-                {"$group": {"_id": None, "bytes": {"$sum": "$size"}}},
-            ]
-        )
-        async for doc in cursor:
-            used = int(doc["bytes"])
-        domain.check_new_upload(session.size, limits, open_count=open_count, used_today=used)
-        await self._sessions.insert_one(
-            {
-                "_id": session.upload_id,
-                "user_id": session.user_id,
-                "file_name": session.file_name,
-                "size": session.size,
-                "received": session.received,
-                "state": session.state.value,
-                "created_at": session.created_at,
-                "expires_at": session.expires_at,
-            }
-        )
+        """Count, decide and insert in one transaction (two POSTs cannot both pass)."""
+
+        async def work(tx: AsyncClientSession) -> None:
+            # Snapshot isolation alone lets two transactions count the same sessions and
+            # both insert (write skew); a write to the user's own document first makes
+            # a concurrent one conflict and run again after this one commits.
+            await self._users.update_one(
+                {"_id": session.user_id}, {"$inc": {"uploads": 1}}, upsert=True, session=tx
+            )
+            open_count = await self._sessions.count_documents(
+                {
+                    "user_id": session.user_id,
+                    "state": State.OPEN.value,
+                    "expires_at": {"$gt": session.created_at},
+                },
+                session=tx,
+            )
+            used = 0
+            cursor = await self._sessions.aggregate(
+                [
+                    {"$match": {"user_id": session.user_id, "created_at": {"$gte": day_start}}},
+                    {"$group": {"_id": None, "bytes": {"$sum": "$size"}}},
+                ],
+                session=tx,
+            )
+            async for doc in cursor:
+                used = int(doc["bytes"])
+            domain.check_new_upload(session.size, limits, open_count=open_count, used_today=used)
+            await self._sessions.insert_one(
+                {
+                    "_id": session.upload_id,
+                    "user_id": session.user_id,
+                    "file_name": session.file_name,
+                    "size": session.size,
+                    "received": session.received,
+                    "state": session.state.value,
+                    "created_at": session.created_at,
+                    "expires_at": session.expires_at,
+                },
+                session=tx,
+            )
+
+        await in_transaction(self._client, work)
 
     async def session(self, upload_id: str) -> UploadSession | None:
         doc = await self._sessions.find_one({"_id": upload_id})
@@ -140,41 +154,44 @@ class MongoMediaStore:
         return None if doc is None else _session(doc)
 
     async def complete(self, upload_id: str, media: Media) -> bool:
-        # The media document first: a crash between the two writes leaves an open
-        # session that the sweeper expires, never a complete session without its media.
-        await self._media.replace_one(
-            {"_id": media.media_id},
-            {
-                "upload_id": media.upload_id,
-                "owner_id": media.owner_id,
-                "file_name": media.file_name,
-                "mime": media.mime,
-                "kind": media.kind.value,
-                "size": media.size,
-                "key": media.key,
-                "thumb_key": media.thumb_key,
-                "width": media.width,
-                "height": media.height,
-                "created_at": media.created_at,
-                "deleted": False,
-            },
-            upsert=True,
-        )
-        result = await self._sessions.update_one(
-            {"_id": upload_id, "state": State.OPEN.value},
-            {
-                "$set": {
-                    "state": State.COMPLETE.value,
-                    "media_id": media.media_id,
-                    "received": media.size,
+        """The session COMPLETE and the media stored, in one transaction."""
+
+        async def work(tx: AsyncClientSession) -> bool:
+            result = await self._sessions.update_one(
+                {"_id": upload_id, "state": State.OPEN.value},
+                {
+                    "$set": {
+                        "state": State.COMPLETE.value,
+                        "media_id": media.media_id,
+                        "received": media.size,
+                        "mime": media.mime,
+                    }
+                },
+                session=tx,
+            )
+            if result.modified_count == 0:
+                return False
+            await self._media.insert_one(
+                {
+                    "_id": media.media_id,
+                    "upload_id": media.upload_id,
+                    "owner_id": media.owner_id,
+                    "file_name": media.file_name,
                     "mime": media.mime,
-                }
-            },
-        )
-        if result.modified_count == 0:
-            await self._media.delete_one({"_id": media.media_id})
-            return False
-        return True
+                    "kind": media.kind.value,
+                    "size": media.size,
+                    "key": media.key,
+                    "thumb_key": media.thumb_key,
+                    "width": media.width,
+                    "height": media.height,
+                    "created_at": media.created_at,
+                    "deleted": False,
+                },
+                session=tx,
+            )
+            return True
+
+        return await in_transaction(self._client, work)
 
     async def expired(self, now: datetime, limit: int) -> list[UploadSession]:
         cursor = (
@@ -208,19 +225,28 @@ class MongoMediaStore:
     async def remove_places(
         self, message_id: str, sender_id: str, client_message_id: str | None
     ) -> list[Media]:
+        """Places removed and orphaned media flagged in one transaction."""
         match: list[Document] = [{"message_id": message_id}]
         if client_message_id is not None:
             match.append({"sender_id": sender_id, "client_message_id": client_message_id})
         query = {"$or": match}
-        media_ids = sorted({doc["media_id"] async for doc in self._places.find(query)})
-        await self._places.delete_many(query)
-        gone: list[Media] = []
-        for media_id in media_ids:
-            if await self._places.find_one({"media_id": media_id}) is not None:
-                continue
-            doc = await self._media.find_one_and_update(
-                {"_id": media_id}, {"$set": {"deleted": True}}, return_document=ReturnDocument.AFTER
-            )
-            if doc is not None:
-                gone.append(_media(doc))
-        return gone
+
+        async def work(tx: AsyncClientSession) -> list[Media]:
+            found = self._places.find(query, session=tx)
+            media_ids = sorted({doc["media_id"] async for doc in found})
+            await self._places.delete_many(query, session=tx)
+            gone: list[Media] = []
+            for media_id in media_ids:
+                if await self._places.find_one({"media_id": media_id}, session=tx) is not None:
+                    continue
+                doc = await self._media.find_one_and_update(
+                    {"_id": media_id},
+                    {"$set": {"deleted": True}},
+                    return_document=ReturnDocument.AFTER,
+                    session=tx,
+                )
+                if doc is not None:
+                    gone.append(_media(doc))
+            return gone
+
+        return await in_transaction(self._client, work)
