@@ -26,7 +26,11 @@ OFFSET_TYPE = "application/offset+octet-stream"
 
 
 def metadata(header: str | None) -> dict[str, str]:
-    """`Upload-Metadata`: comma-separated `key base64value` pairs (value optional)."""
+    """`Upload-Metadata`: comma-separated `key base64value` pairs (value optional).
+
+    A pair whose value is not base64 of UTF-8 is ignored (the name then falls back to
+    `file`): metadata is informative, and the upload itself is sniffed anyway.
+    """
     pairs: dict[str, str] = {}
     for item in (header or "").split(","):
         key, _, value = item.strip().partition(" ")
@@ -35,11 +39,7 @@ def metadata(header: str | None) -> dict[str, str]:
         try:
             pairs[key] = base64.b64decode(value, validate=True).decode() if value else ""
         except (binascii.Error, UnicodeDecodeError):
-            raise DomainError(
-                ErrorCode.VALIDATION_ERROR,
-                f"Upload-Metadata {key} is not base64 UTF-8",
-                field="Upload-Metadata",
-            ) from None
+            continue
     return pairs
 
 
