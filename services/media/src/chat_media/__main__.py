@@ -51,7 +51,10 @@ async def opened_storage(settings: MediaSettings) -> AsyncIterator[Storage]:
 
 async def serve(settings: MediaSettings) -> None:
     """Connect, serve HTTP and `cmd.media.*` until SIGTERM, then drain and close."""
-    bus = await Bus.connect(settings.nats_url, name=subjects.MEDIA)
+    # No `track_joins`: media publishes to user subjects only, never into rooms.
+    bus = await Bus.connect(
+        settings.nats_url, name=subjects.MEDIA, randomize=settings.nats_randomize
+    )
     async with AsyncExitStack() as stack:
         sqlite: type[MediaStore] = SqliteMediaStore
         mongo: type[MediaStore] = MongoMediaStore
