@@ -499,6 +499,43 @@ async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
     assert (ack["status"], ack["code"]) == ("error", "VALIDATION_ERROR"), ack
 
 
+async def test_a_deletion_while_media_is_down_is_applied_once_it_is_back(
+    stack: Stack,
+    connect: Connect,
+    uid: Callable[[str], str],
+    media_user: Callable[[str], MediaUser],
+) -> None:
+    """`evt.messages.deleted` waits in the MEDIA stream (JetStream) for the media worker."""
+    alice, bob = uid("alice"), uid("bob")
+    alice_s = await connect(alice)
+    done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
+    url = done["mediaUrl"]
+    ack = await alice_s.call(
+        "message:send",
+        {"clientMessageId": cmid(), "targetUserId": bob, "type": "FILE", "mediaUrl": url},
+    )
+    assert ack["status"] == "ok", ack
+    media = stack.processes["media"]
+    port = media.port
+    assert await asyncio.to_thread(media.stop) == 0
+    try:
+        ack = await alice_s.call(
+            "message:delete", {"messageId": ack["message"]["id"], "deleteForEveryone": True}
+        )
+        assert ack["status"] == "ok", ack
+    finally:
+        # Back on the same address, so the URLs it issued stay its own.
+        restarted = stack.add("media", "media", CHAT_MEDIA_PORT=str(port))
+        await asyncio.to_thread(restarted.wait_ready)
+    for _ in range(250):
+        if (await media_user(bob).get(url))[0] == 404:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("a deletion made while media was down was lost")
+    assert (await media_user(alice).get(url))[0] == 404
+
+
 async def test_upload_failed_when_the_client_disconnects_and_the_session_expires(
     stack: Stack,
     connect: Connect,

@@ -114,3 +114,5 @@ def command_batch(domain: str) -> str:
 MESSAGE_DELETED: Final = event(MESSAGES, "deleted")
 #: The media service's command that vets a `mediaUrl` before a message stores it.
 MEDIA_CLAIM: Final = "claim"
+#: The JetStream stream keeping `MESSAGE_DELETED` until the media service handled it.
+MEDIA_STREAM: Final = "MEDIA"

@@ -113,8 +113,9 @@ Handle = Callable[[Msg], Awaitable[None]]
 
 
 class PullConsumer:
-    """A durable pull consumer on the push stream, fed to `handle` one message at a time
-    (which acks, naks or terms it)."""
+    """A durable pull consumer on a stream (the push stream unless `stream` names
+    another, which `ensure` then creates), fed to `handle` one message at a time (which
+    acks, naks or terms it)."""
 
     def __init__(
         self,
@@ -126,7 +127,11 @@ class PullConsumer:
         batch: int = 16,
         ack_wait_s: float = 60.0,
         max_deliver: int = 50,
+        stream: str = subjects.PUSH_STREAM,
+        ensure: Callable[[Bus], Awaitable[None]] | None = None,
     ) -> None:
+        self._stream = stream
+        self._ensure = ensure
         self._bus = bus
         self._durable = durable
         self._handle = handle
@@ -142,7 +147,10 @@ class PullConsumer:
         return reconnects
 
     async def _subscribe(self) -> object:
-        await ensure_push_stream(self._bus, self._storage)
+        if self._ensure is not None:
+            await self._ensure(self._bus)
+        else:
+            await ensure_push_stream(self._bus, self._storage)
         js = self._bus.nc.jetstream()
         config = api.ConsumerConfig(
             durable_name=self._durable,
@@ -151,10 +159,10 @@ class PullConsumer:
             max_deliver=self._max_deliver,
         )
         try:
-            await js.consumer_info(subjects.PUSH_STREAM, self._durable)
+            await js.consumer_info(self._stream, self._durable)
         except NotFoundError:
-            await js.add_consumer(subjects.PUSH_STREAM, config=config)
-        sub = await js.pull_subscribe_bind(self._durable, subjects.PUSH_STREAM)
+            await js.add_consumer(self._stream, config=config)
+        sub = await js.pull_subscribe_bind(self._durable, self._stream)
         self.subscriptions_made += 1
         return sub
 
@@ -162,6 +170,7 @@ class PullConsumer:
         """Fetch and handle until cancelled; reconnects and server restarts included."""
         while True:
             seen = self._reconnects()
+            sub: object | None = None
             try:
                 sub = await self._subscribe()
                 while seen == self._reconnects():
@@ -172,8 +181,16 @@ class PullConsumer:
                     for msg in msgs:
                         await self._handle(msg)
                 await _unsubscribe(sub)
+            except asyncio.CancelledError:
+                # Shutting down: a pull subscription left behind keeps `nc.drain()`
+                # waiting for its fetch inbox until the drain timeout (30 s).
+                if sub is not None:
+                    await _unsubscribe(sub)
+                raise
             except (NatsError, OSError) as exc:
-                log.warning("push consumer: %s; re-subscribing", exc or type(exc).__name__)
+                log.warning(
+                    "%s consumer: %s; re-subscribing", self._stream, exc or type(exc).__name__
+                )
                 await asyncio.sleep(0.5)
 
 

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from aiohttp import web
 
 from chat_contracts import subjects
-from chat_media.access import Access, build_router
+from chat_media.access import CLEANUP_CONSUMER, Access, build_router, ensure_media_stream
 from chat_media.http import MediaApi, Urls
 from chat_media.images import ImageWorker
 from chat_media.settings import MediaSettings
@@ -25,6 +25,7 @@ from chat_media.uploads import Uploads
 from chat_runtime.auth import TokenVerifier
 from chat_runtime.bus import Bus, Publisher
 from chat_runtime.clock import SystemClock, TimeOrderedIds
+from chat_runtime.jetstream import PullConsumer
 from chat_runtime.logs import LIFECYCLE, setup_logging
 from chat_runtime.service import opened_store
 from chat_runtime.settings import exit_on_error, load_settings
@@ -106,18 +107,25 @@ async def serve(settings: MediaSettings) -> None:
         router = build_router(access)
         worker = Worker(bus, router, settings.max_in_flight)
         await worker.start()
-        # One worker of the queue group cleans up after each deletion.
-        deleted = await bus.subscribe(
-            subjects.MESSAGE_DELETED, access.on_message_deleted, queue=subjects.MEDIA
+        # Deletions come through a durable JetStream consumer shared by the replicas.
+        await ensure_media_stream(bus)
+        cleanup = PullConsumer(
+            bus,
+            CLEANUP_CONSUMER,
+            access.on_message_deleted,
+            stream=subjects.MEDIA_STREAM,
+            ensure=ensure_media_stream,
         )
-        sweeper = asyncio.get_running_loop().create_task(uploads.run_sweeper())
+        loop = asyncio.get_running_loop()
+        background = [loop.create_task(uploads.run_sweeper()), loop.create_task(cleanup.run())]
         log.info("media ready on http://%s:%d (public %s)", settings.media_host, port, urls.base)
         await wait_for_shutdown()
         log.info("media draining")
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await deleted.unsubscribe()
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await worker.stop()
         await runner.cleanup()
     await bus.close()

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.js import api
+from nats.js.errors import BadRequestError
 
 from chat_contracts import DomainError, ErrorCode, subjects
 from chat_contracts.bus import (
@@ -39,6 +41,10 @@ from chat_runtime.worker import Router
 
 log = logging.getLogger(__name__)
 
+#: Deletions kept for a media worker that is down (s).
+MEDIA_STREAM_MAX_AGE_S = 7 * 24 * 3_600.0
+#: The durable consumer every media replica shares (each deletion handled once).
+CLEANUP_CONSUMER = "media-cleanup"
 #: Deadline of the membership look-ups a download makes (below a client's patience).
 LOOKUP_TIMEOUT_MS = 2_000
 
@@ -147,19 +153,43 @@ class Access:
         return gone
 
     async def on_message_deleted(self, msg: Msg) -> None:
-        """`evt.messages.deleted` subscription callback."""
+        """A JetStream delivery of `evt.messages.deleted`: acked once handled, redelivered
+        (nak) when the clean-up failed, dropped (term) when unreadable."""
         try:
             event = _deleted.decode(msg.data)
         except msgspec.DecodeError:
             log.warning("unreadable %s event", msg.subject)
+            await msg.term()
             return
         try:
             gone = await self.message_deleted(event)
         except Exception:
-            log.exception("media clean-up of message %s failed", event.message_id)
+            log.exception("media clean-up of message %s failed; redelivered", event.message_id)
+            await msg.nak(delay=1.0)
             return
+        await msg.ack()
         if gone:
             log.info("message %s deleted: %d media no longer served", event.message_id, len(gone))
+
+
+async def ensure_media_stream(bus: Bus) -> None:
+    """Create the `MEDIA` stream over `evt.messages.deleted` (idempotent).
+
+    A deletion published while no media worker runs waits there (7 days at most), so
+    media is never served on after a delete for everyone just because of a restart.
+    """
+    js = bus.nc.jetstream()
+    config = api.StreamConfig(
+        name=subjects.MEDIA_STREAM,
+        subjects=[subjects.MESSAGE_DELETED],
+        retention=api.RetentionPolicy.WORK_QUEUE,
+        storage=api.StorageType.FILE,
+        max_age=MEDIA_STREAM_MAX_AGE_S,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        log.info("stream %s exists; left as configured", subjects.MEDIA_STREAM)
 
 
 def build_router(access: Access) -> Router:
