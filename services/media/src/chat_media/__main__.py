@@ -32,6 +32,8 @@ from chat_runtime.settings import exit_on_error, load_settings
 from chat_runtime.worker import Worker, run, wait_for_shutdown
 
 SQLITE_FILE = "media.sqlite3"
+#: How long the last NATS drain may take at shutdown (the stack's SIGKILL comes at 10 s).
+DRAIN_TIMEOUT_S = 3.0
 log = logging.getLogger(LIFECYCLE)
 
 
@@ -128,7 +130,13 @@ async def serve(settings: MediaSettings) -> None:
                 await task
         await worker.stop()
         await runner.cleanup()
-    await bus.close()
+    try:
+        # A JetStream request cut short by the shutdown (a NATS node down: the consumer
+        # was re-subscribing) can leave an inbox that drain would wait 30 s for.
+        await asyncio.wait_for(bus.close(), DRAIN_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("media: NATS drain took over %.0f s; closing", DRAIN_TIMEOUT_S)
+        await bus.nc.close()
 
 
 def main() -> None:
