@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import msgspec
 
@@ -39,9 +39,12 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: JetStream storage of the push stream (`chat_runtime.jetstream`): `file` survives a
     #: nats-server restart; `memory` only a worker restart, and costs no disk I/O.
     push_stream_storage: Literal["file", "memory"] = "file"
+    #: False for a process without a store (the gateway): one ConfigMap sets
+    #: CHAT_STORE=mongo for every pod, and only the workers get the MongoDB URL.
+    uses_store: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.store == "mongo" and not self.mongodb_url:
+        if self.uses_store and self.store == "mongo" and not self.mongodb_url:
             raise ValueError("CHAT_MONGODB_URL is required when CHAT_STORE=mongo")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 from chat_contracts import limits, services
@@ -18,6 +18,8 @@ PLACEHOLDER_SECRETS: Final = ("replace-me", "changeme", "change-me", "your-secre
 
 class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     """Everything the gateway reads from the environment."""
+
+    uses_store: ClassVar[bool] = False
 
     #: HS256 shared secret; or `jwt_public_key` (PEM text or a path to a PEM/JWKS file).
     jwt_secret: str = ""
