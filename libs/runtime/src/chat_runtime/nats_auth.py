@@ -173,7 +173,12 @@ async def connect(settings: BaseSettings, name: str) -> Bus:
     0.5 s), while the ops server answers "starting": the startup probe's 60 s, not a
     crash loop.
     """
-    return await Bus.connect(settings.nats_url, name=name, **connect_options(settings))
+    return await Bus.connect(
+        settings.nats_url,
+        name=name,
+        randomize=settings.nats_randomize,
+        **connect_options(settings),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -123,6 +123,10 @@ class Ops:
         return 404, "text/plain", b"not found\n"
 
 
+#: The process's one ops surface (like prometheus_client's REGISTRY): the runner and
+#: the store set-up register their checks on it.
+PROCESS = Ops("")
+
 _REASONS = {
     200: b"OK",
     404: b"Not Found",

@@ -29,6 +29,7 @@ from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, SioConnection
 from chat_gateway.fanout import Delivery
 from chat_gateway.lean import Refused
+from chat_gateway.metrics import CONNECTS, REFUSALS, EventMetrics
 from chat_gateway.policy import HandshakeLimiter, TransportPolicy
 from chat_gateway.presence import Presence, PresenceEvents
 from chat_gateway.ratelimit import Bucket, RateLimiter, buckets_by_event
@@ -37,6 +38,7 @@ from chat_gateway.sessions import Sessions, sweep_forever
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.sio import GuardedServer
 from chat_gateway.typing_relay import TypingRelay
+from chat_runtime import trace
 from chat_runtime.batch import CommandBatcher
 from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, QueryError
@@ -126,6 +128,7 @@ class Gateway:
         self._unserved = unserved(settings.optional_services)
         #: Set on SIGTERM: readiness fails from then on.
         self.draining = False
+        self.metrics = EventMetrics()
         self._background: set[asyncio.Task[None]] = set()
         self._local: dict[str, LocalHandler] = {
             "typing_start": self._typing_start,
@@ -158,10 +161,25 @@ class Gateway:
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        redis_ok = False
+    async def redis_ready(self) -> bool:
+        """Redis answers a PING within a second."""
         with contextlib.suppress(RedisError, OSError, TimeoutError):
-            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=1))
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=1))
+        return False
+
+    def sockets_by_transport(self) -> dict[str, int]:
+        """Connected sockets by transport: `websocket` (direct or upgraded) or `polling`."""
+        counts = {"websocket": 0, "polling": 0}
+        for sock in self.registry.sockets.values():
+            conn = sock.conn
+            if isinstance(conn, SioConnection):
+                counts[self.sio.eio.transport(conn.eio_sid) or "polling"] += 1
+            else:
+                counts["websocket"] += 1
+        return counts
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        redis_ok = await self.redis_ready()
         ready = self.bus.connected and redis_ok and not self.draining
         body = {"nats": self.bus.connected, "redis": redis_ok}
         if self.draining:
@@ -243,14 +261,22 @@ class Gateway:
         list the user's chats do not answer. Any other failure is refused as INTERNAL
         (logged once with the socket id), never left unanswered.
         """
+        traced = trace.begin()
+        user = trace.user.set(None)  # set once the token names the user
         try:
             await self._connect(conn, auth)
-        except Refused:
+        except Refused as exc:
+            REFUSALS.labels(str(exc.data.get("code"))).inc()
             raise
         except Exception:
             log.exception("handshake of %s failed", conn.sid)
             await self._forget(conn.sid)
+            REFUSALS.labels(ErrorCode.INTERNAL.value).inc()
             raise Refused("internal error", {"code": ErrorCode.INTERNAL.value}) from None
+        finally:
+            trace.user.reset(user)
+            trace.end(traced)
+        CONNECTS.inc()
 
     async def _connect(self, conn: Connection, auth: Any) -> None:
         wait_ms = self.handshakes.wait_ms(conn.peer)
@@ -266,6 +292,7 @@ class Gateway:
             log.info("handshake refused: %s", exc)
             raise Refused("unauthorized", {"code": ErrorCode.UNAUTHORIZED.value}) from None
         actor = session.actor
+        trace.user.set(actor.user_id)
         if len(self.registry.by_user.get(actor.user_id, ())) >= self.settings.max_sockets_per_user:
             log.info("handshake refused: %s holds too many sockets", actor.user_id)
             raise Refused("too many connections", {"code": ErrorCode.LIMIT_EXCEEDED.value})
@@ -314,19 +341,40 @@ class Gateway:
         Refused events (unknown, malformed, invalid) count against the socket's
         allowance (`Connection.strike`), since they are answered before the rate limit.
         Any unexpected failure is answered INTERNAL and logged once with the socket id.
+        Each event starts a trace (its id in every log line and NATS header it causes)
+        and is counted with its ack status, code and latency.
         """
+        started = time.perf_counter()
+        traced = trace.begin()
+        known = self.registry.sockets.get(sid)
+        user = trace.user.set(known.actor.user_id if known is not None else None)
         route = BY_EVENT.get(event)
         try:
-            if route is None:
-                ack = acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
-            elif event in self._unserved:
-                message = f"{event} is not served by this deployment"
-                ack = acks.error(ErrorCode.NOT_IMPLEMENTED, message)
-            else:
-                ack = await self._dispatch(route, self._bucket_of[event], sid, data)
-        except Exception:
-            log.exception("event %r of %s failed", event, sid)
-            ack = acks.error(ErrorCode.INTERNAL, "internal error")
+            try:
+                if route is None:
+                    ack = acks.error(
+                        ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event"
+                    )
+                elif event in self._unserved:
+                    message = f"{event} is not served by this deployment"
+                    ack = acks.error(ErrorCode.NOT_IMPLEMENTED, message)
+                else:
+                    ack = await self._dispatch(route, self._bucket_of[event], sid, data)
+            except Exception:
+                log.exception("event %r of %s failed", event, sid)
+                ack = acks.error(ErrorCode.INTERNAL, "internal error")
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s %s in %.2f ms",
+                    event,
+                    ack["status"],
+                    ack.get("code", ""),
+                    (time.perf_counter() - started) * 1000,
+                )
+        finally:
+            trace.user.reset(user)
+            trace.end(traced)
+        self.metrics.observe(event, ack["status"], ack.get("code"), time.perf_counter() - started)
         if ack.get("code") == ErrorCode.VALIDATION_ERROR:
             sock = self.registry.sockets.get(sid)
             if sock is not None:
