@@ -146,13 +146,26 @@ class Gateway:
     def web_app(self) -> web.Application:
         """The aiohttp application: Socket.IO at /socket.io/, plus health endpoints."""
         app = web.Application()
-        self.sio.attach(app)
+        if "polling" in self.settings.transports:
+            self.sio.attach(app)
+        else:
+            # Direct WebSockets never reach aiohttp (lean.py serves them); what does is
+            # long-polling or an upgrade of a polling session: both refused, saying why.
+            app.router.add_route("*", "/socket.io/", self._polling_disabled)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         if self.settings.debug_endpoints:
             app.router.add_post("/debug/gc", self._debug_gc)
         clientfiles.mount(app, self.settings)
         return app
+
+    async def _polling_disabled(self, _request: web.Request) -> web.Response:
+        # Engine.IO's error body shape ({code, message}); code 0 = "Transport unknown".
+        message = (
+            "HTTP long-polling is disabled on this server (CHAT_TRANSPORTS=websocket): "
+            "connect with transports: ['websocket']"
+        )
+        return web.json_response({"code": 0, "message": message}, status=400)
 
     async def _debug_gc(self, _request: web.Request) -> web.Response:
         collected = gc.collect()

@@ -7,6 +7,8 @@ import socket
 from typing import ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
+import msgspec
+
 from chat_contracts import limits, services
 from chat_runtime.settings import RedisSettings
 
@@ -106,6 +108,12 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     web_client_dir: str = ""
     #: The media service the web client's `/v1/...` requests are forwarded to.
     web_media_url: str = ""
+    #: `websocket,polling`, or `websocket` alone: long-polling needs every request of a
+    #: session on this process (session affinity at the edge), which a WebSocket-only
+    #: production avoids; polling requests then get a 400 that names this setting.
+    transports: list[Literal["websocket", "polling"]] = msgspec.field(
+        default_factory=lambda: ["websocket", "polling"]
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -145,6 +153,8 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
         scheme = urlsplit(self.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"CHAT_REDIS_URL: unsupported scheme {scheme!r}")
+        if "websocket" not in self.transports:
+            raise ValueError("CHAT_TRANSPORTS must include websocket (websocket[,polling])")
 
     @property
     def node_id(self) -> str:
