@@ -185,6 +185,7 @@ class RedisServer(_Process):
 
 
 _GATEWAY_READY = re.compile(rb"gateway ready on http://[^:]+:(\d+)")
+_OPS_READY = re.compile(rb" ops on http://[^:]+:(\d+)")
 
 
 class ServiceProcess(_Process):
@@ -207,6 +208,14 @@ class ServiceProcess(_Process):
             return b" ready: " in text
 
         _wait(ready, self.name, self.proc, self.log)
+
+    @property
+    def ops_url(self) -> str:
+        """Base URL of the process's ops server (started with CHAT_HEALTH_PORT=0)."""
+        match = _OPS_READY.search(self.log.read_bytes())
+        if match is None:
+            raise RuntimeError(f"{self.name} logged no ops port (CHAT_HEALTH_PORT unset?)")
+        return f"http://127.0.0.1:{int(match.group(1))}"
 
     @property
     def url(self) -> str:
