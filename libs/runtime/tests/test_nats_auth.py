@@ -137,3 +137,11 @@ def test_the_committed_helm_values_are_current() -> None:
         "regenerate: python -m chat_runtime.nats_auth --helm > "
         "deploy/k8s/dependencies/nats/users.values.json"
     )
+
+
+def test_connect_options_map_each_login_kind() -> None:
+    user = nats_auth.connect_options(BaseSettings(nats_user="users", nats_password="pw"))
+    assert user == {"user": "users", "password": "pw", "inbox_prefix": "_INBOX_users"}
+    creds = nats_auth.connect_options(BaseSettings(nats_creds="/run/secrets/nats/user.creds"))
+    assert creds == {"user_credentials": "/run/secrets/nats/user.creds"}
+    assert nats_auth.connect_options(BaseSettings()) == {}

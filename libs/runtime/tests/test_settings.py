@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chat_runtime.redis_auth import RedisLogin
 from chat_runtime.settings import BaseSettings, SettingsError, load_settings
 
 
@@ -26,3 +27,15 @@ def test_bad_configuration_names_the_variable(env: dict[str, str], named: str) -
 def test_the_ops_port_is_off_unless_set() -> None:
     assert load_settings(BaseSettings, {}).health_port is None
     assert load_settings(BaseSettings, {"CHAT_HEALTH_PORT": "0"}).health_port == 0
+
+
+def test_redis_login_overrides_url_credentials_and_turns_tls_on_by_scheme() -> None:
+    plain = RedisLogin("redis://old:oldpw@r:6379/0", "chat", "pw")
+    assert plain.auth_words() == [b"chat", b"pw"]
+    assert plain.ssl_context() is None
+    assert plain.redis_py() == {"password": "pw", "username": "chat"}
+    assert RedisLogin("redis://:urlpw@r/0").auth_words() == [b"urlpw"]
+    assert RedisLogin("redis://r/0").auth_words() == []
+    tls = RedisLogin("rediss://r:6380/0", tls_ca="/etc/ca.pem")
+    assert tls.redis_py() == {"ssl_ca_certs": "/etc/ca.pem"}
+    assert RedisLogin("rediss://r:6380/0").ssl_context() is not None

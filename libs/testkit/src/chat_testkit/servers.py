@@ -150,9 +150,9 @@ class NatsServer(_Process):
 
 
 class RedisServer(_Process):
-    """redis-server listening on a private unix socket only."""
+    """redis-server listening on a private unix socket only (`args`: extra options)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise Missing("redis-server is not installed (Debian package redis-server)")
@@ -167,6 +167,7 @@ class RedisServer(_Process):
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(workdir),
+                *args,
             ],
             workdir / "redis.log",
         )  # fmt: skip
