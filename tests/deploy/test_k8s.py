@@ -197,10 +197,19 @@ def test_prod_gateways_scale_on_sockets_per_pod(rendered: dict[str, list[Obj]]) 
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
 
 
-def test_prod_pins_the_image_by_digest(rendered: dict[str, list[Obj]]) -> None:
-    for deployment in deployments(rendered, "prod"):
+@pytest.mark.parametrize("overlay", ["prod", "full"])
+def test_prod_pins_the_image_by_digest(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    for deployment in deployments(rendered, overlay):
         for container in containers(deployment):
             assert "@sha256:" in container["image"], container["image"]
+
+
+def test_every_deployment_runs_the_built_image(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    for deployment in deployments(rendered, overlay):
+        for container in containers(deployment):
+            assert container["image"].startswith("registry.example.com/chat/chat-backend")
 
 
 def test_prod_is_monitored(rendered: dict[str, list[Obj]]) -> None:

@@ -192,10 +192,17 @@ _OPS_READY = re.compile(rb" ops on http://[^:]+:(\d+)")
 class ServiceProcess(_Process):
     """`python -m chat_<service>` with the given environment, ready when its log says so."""
 
-    def __init__(self, service: str, env: Mapping[str, str], workdir: Path, name: str) -> None:
+    def __init__(
+        self,
+        service: str,
+        env: Mapping[str, str],
+        workdir: Path,
+        name: str,
+        python: str = sys.executable,
+    ) -> None:
         self.name = name
         self.port: int | None = None
-        self._spawn([sys.executable, "-m", f"chat_{service}"], workdir / f"{name}.log", env)
+        self._spawn([python, "-m", f"chat_{service}"], workdir / f"{name}.log", env)
 
     def wait_ready(self) -> None:
         """Block until the service logged its ready line (and, for a gateway, its port)."""
