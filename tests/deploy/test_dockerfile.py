@@ -72,7 +72,7 @@ def test_the_recipe_installs_every_service_and_no_test_kit(tmp_path: Path) -> No
             if (member / "src").is_dir():
                 shutil.copytree(member / "src", src / tree / member.name / "src")
     uv(PACKAGES, src, venv)
-    # Installed as wheels, compiled at install (before anything imported them): nothing points back at a source tree.
+    # Wheels, compiled at install (before anything imported them), no source tree.
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert list(site.glob("chat_*.pth")) == []
     assert list((site / "chat_gateway" / "__pycache__").glob("*.pyc"))
