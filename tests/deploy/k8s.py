@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from chat_contracts import services
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 #: The oldest Kubernetes the manifests target (matchLabelKeys, preStop sleep).
@@ -32,7 +34,8 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("external-secrets.io/v1", "ExternalSecret"),
 }
-OPTIONAL_COMPONENTS = ("calls", "media")
+#: Each optional service (chat_contracts.services) is a component of the same name.
+OPTIONAL_COMPONENTS = tuple(sorted(services.OPTIONAL))
 
 Obj = dict[str, Any]
 
@@ -58,6 +61,8 @@ def prepare_tree(dest: Path) -> Path:
     text = prod
     for name in OPTIONAL_COMPONENTS:
         text = text.replace(f"  # - ../../components/{name}", f"  - ../../components/{name}")
+    optional = ",".join(OPTIONAL_COMPONENTS)
+    text = text.replace("CHAT_OPTIONAL_SERVICES=\n", f"CHAT_OPTIONAL_SERVICES={optional}\n")
     text = text.replace(
         "  - ../../components/monitoring",
         "  - ../../components/polling-affinity\n  - ../../components/monitoring",

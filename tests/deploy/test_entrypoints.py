@@ -79,7 +79,10 @@ def member_of(module: str) -> str:
 @pytest.fixture(scope="module")
 def test_secrets() -> dict[str, str]:
     example = env_file(ROOT / "deploy/k8s/overlays/dev/secrets.env.example")
-    return {key: secrets.token_urlsafe(36) for key in example}
+    return {
+        key: nats_auth.new_password() if key.startswith("NATS_") else secrets.token_urlsafe(36)
+        for key in example
+    }
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from chat_contracts import services
 from chat_gateway.settings import GatewaySettings
 from chat_runtime.settings import BaseSettings, SettingsError, load_settings
 from tests.deploy.k8s import (
     CUSTOM_KINDS,
     K8S,
     KUBERNETES_VERSION,
+    OPTIONAL_COMPONENTS,
     OVERLAYS,
     Obj,
     by_name,
@@ -358,3 +360,39 @@ def test_dependency_manifests_validate() -> None:
     nats = yaml.safe_load((K8S / "dependencies" / "nats" / "values.yaml").read_text())
     assert nats["config"]["cluster"]["replicas"] == 3
     assert nats["config"]["jetstream"]["enabled"] is True
+
+
+# --------------------------------------------------------------------------- services
+
+
+def test_the_deployments_are_the_services_list(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """Base deploys the gateway and every core service; each optional one is a component."""
+    names = {d["metadata"]["name"] for d in deployments(rendered, overlay)}
+    core = {s.name for s in services.SERVICES if not s.optional}
+    optional = set(OPTIONAL_COMPONENTS) if overlay == "full" else set()
+    assert names == {"gateway"} | core | optional
+    for name in names - {"gateway"}:
+        (deployment,) = [d for d in deployments(rendered, overlay) if d["metadata"]["name"] == name]
+        (container,) = containers(deployment)
+        assert command_module(container) == services.BY_NAME[name].package
+    for name in services.OPTIONAL:
+        assert (K8S / "components" / name / "kustomization.yaml").is_file()
+
+
+def test_the_gateway_knows_which_optional_services_run(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    (config,) = of_kind(rendered[overlay], "ConfigMap")
+    listed = {s for s in config["data"]["CHAT_OPTIONAL_SERVICES"].split(",") if s}
+    running = {d["metadata"]["name"] for d in deployments(rendered, overlay)}
+    assert listed == running & services.OPTIONAL
+
+
+def test_every_service_has_a_nats_password_in_both_secrets(
+    rendered: dict[str, list[Obj]], tree: Path
+) -> None:
+    wanted = {f"NATS_PASSWORD_{name.upper()}" for name in ["gateway", *services.BY_NAME]}
+    for overlay in ("dev", "prod"):
+        assert wanted <= secret_keys(rendered[overlay], tree, overlay), overlay

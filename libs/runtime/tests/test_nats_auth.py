@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import json
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,13 +15,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
-from chat_contracts import subjects
+from chat_contracts import services, subjects
 from chat_runtime import nats_auth
 from chat_runtime.settings import BaseSettings
 from chat_testkit.servers import Missing, NatsServer
 
 WAIT_S = 5.0
-PASSWORDS = {a.user: secrets.token_urlsafe(24) for a in nats_auth.access_list()}
+PASSWORDS = {a.user: nats_auth.new_password() for a in nats_auth.access_list()}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +92,7 @@ async def receiver(nc: Client, subject: str) -> asyncio.Queue[str]:
 
 async def test_a_worker_cannot_send_another_domains_command(server: NatsServer) -> None:
     async with login(server, "groups") as (groups, _), login(server, "messages") as (nc, state):
-        got = await receiver(groups, subjects.command(subjects.GROUPS, ">"))
+        got = await receiver(groups, subjects.command_prefix(subjects.GROUPS) + ">")
         await nc.publish(subjects.command(subjects.GROUPS, "create"), b"x")
         assert "cmd.groups.create" in await state.violation()
         # Its declared query goes through; one connection's messages keep their order,
@@ -106,7 +105,7 @@ async def test_a_worker_cannot_send_another_domains_command(server: NatsServer) 
 
 async def test_the_gateway_sends_any_command_and_gets_the_reply(server: NatsServer) -> None:
     async with login(server, "groups") as (groups, _), login(server, "gateway") as (nc, _):
-        got = await receiver(groups, subjects.command(subjects.GROUPS, ">"))
+        got = await receiver(groups, subjects.command_prefix(subjects.GROUPS) + ">")
         reply = await nc.request(subjects.command(subjects.GROUPS, "create"), b"x", WAIT_S)
         assert reply.data == b"ok"
         assert await asyncio.wait_for(got.get(), WAIT_S) == "cmd.groups.create"
@@ -114,7 +113,7 @@ async def test_the_gateway_sends_any_command_and_gets_the_reply(server: NatsServ
 
 async def test_a_worker_cannot_listen_to_another_domains_commands(server: NatsServer) -> None:
     async with login(server, "messages") as (nc, state):
-        await nc.subscribe(subjects.command(subjects.USERS, ">"))
+        await nc.subscribe(subjects.command_prefix(subjects.USERS) + ">")
         assert "cmd.users.>" in await state.violation()
 
 
@@ -145,3 +144,16 @@ def test_connect_options_map_each_login_kind() -> None:
     creds = nats_auth.connect_options(BaseSettings(nats_creds="/run/secrets/nats/user.creds"))
     assert creds == {"user_credentials": "/run/secrets/nats/user.creds"}
     assert nats_auth.connect_options(BaseSettings()) == {}
+
+
+def test_there_is_one_user_per_service_of_the_list() -> None:
+    users = [a.user for a in nats_auth.access_list()]
+    assert users == ["gateway", *(s.name for s in services.SERVICES)]
+
+
+def test_new_passwords_survive_nats_servers_variable_parsing() -> None:
+    """nats-server parses a `$VAR` value as a config token: `12-...` is a date to it."""
+    for _ in range(200):
+        password = nats_auth.new_password()
+        assert password[0].isalpha()
+        assert password.isalnum()

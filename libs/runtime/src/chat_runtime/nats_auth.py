@@ -19,6 +19,7 @@ subscribe to another's replies.
 from __future__ import annotations
 
 import argparse
+import secrets
 import ssl
 import sys
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from chat_contracts import subjects
+from chat_contracts import services, subjects
 from chat_runtime.bus import Bus
 from chat_runtime.settings import BaseSettings
 
@@ -78,38 +79,47 @@ def gateway_access() -> Access:
 
 def worker_access(domain: str, queries: tuple[str, ...] = ()) -> Access:
     """A domain worker: its commands in, fan-out and its events out, declared queries."""
-    subscribe = [subjects.command(domain, ">"), EVERY_EVENT]
+    subscribe = [subjects.command_prefix(domain) + ">", EVERY_EVENT]
     if queries:
         subscribe.append(inbox(domain) + ".>")
     return Access(
         domain,
-        publish=(EVERY_FANOUT, subjects.event(domain, ">"), *queries),
+        publish=(EVERY_FANOUT, f"{subjects.EVENT_PREFIX}.{domain}.>", *queries),
         subscribe=tuple(subscribe),
         responds=True,
     )
 
 
-#: Requests a worker makes to another domain. A new cross-domain query needs its line
-#: here, or NATS refuses it in any install with per-service users.
+#: Requests a worker makes to another domain (services without any are left out). A
+#: new cross-domain query needs its line here, or NATS refuses it in any install with
+#: per-service users.
 QUERIES: dict[str, tuple[str, ...]] = {
     subjects.MESSAGES: (
         subjects.command(subjects.GROUPS, "membership"),
         subjects.command(subjects.GROUPS, "mine"),
         subjects.command(subjects.USERS, "block_state"),
     ),
-    subjects.GROUPS: (),
-    subjects.USERS: (),
     subjects.CALLS: (
         subjects.command(subjects.USERS, "block_state"),
         subjects.command(subjects.USERS, "devices"),
     ),
-    subjects.MEDIA: (),
 }
 
 
 def access_list() -> list[Access]:
-    """Every service's NATS user."""
-    return [gateway_access()] + [worker_access(d, q) for d, q in QUERIES.items()]
+    """Every service's NATS user: the gateway, then each worker of the services list."""
+    unknown = set(QUERIES) - set(services.BY_NAME)
+    if unknown:
+        raise ValueError(f"queries declared for services that do not exist: {sorted(unknown)}")
+    workers = [worker_access(s.name, QUERIES.get(s.name, ())) for s in services.SERVICES]
+    return [gateway_access(), *workers]
+
+
+def new_password() -> str:
+    """A NATS password safe in a `$VAR` reference: nats-server parses the variable's value
+    as a config token, so one starting with a digit can turn into a number or a date (a
+    parse error at start) — a letter, then 48 hex digits (192 bits)."""
+    return "n" + secrets.token_hex(24)
 
 
 def password_variable(user: str) -> str:
