@@ -62,7 +62,7 @@ def prepare_tree(dest: Path) -> Path:
     for name in OPTIONAL_COMPONENTS:
         text = text.replace(f"  # - ../../components/{name}", f"  - ../../components/{name}")
     optional = ",".join(OPTIONAL_COMPONENTS)
-    text = text.replace("CHAT_OPTIONAL_SERVICES=\n", f"CHAT_OPTIONAL_SERVICES={optional}\n")
+    text = re.sub(r"CHAT_OPTIONAL_SERVICES=.*\n", f"CHAT_OPTIONAL_SERVICES={optional}\n", text)
     text = text.replace(
         "  - ../../components/monitoring",
         "  - ../../components/polling-affinity\n  - ../../components/monitoring",

@@ -1,56 +1,23 @@
-"""Logging in to Redis: an ACL user and TLS, for redis-py and for raw connections.
+"""Logging in to Redis as an ACL user whose password comes from a Secret.
 
-`CHAT_REDIS_URL=rediss://host:6379/0` turns TLS on (verified against the system CAs, or
-`CHAT_REDIS_TLS_CA`); `CHAT_REDIS_USERNAME` / `CHAT_REDIS_PASSWORD` (from a Secret) log
-in as an ACL user, overriding any credentials in the URL.
+The URL (`CHAT_REDIS_URL`, in a ConfigMap) says where and how — `rediss://` for TLS,
+`?ssl_ca_certs=<path>` for a private CA, as redis-py reads it — and carries no
+password; `CHAT_REDIS_USERNAME` / `CHAT_REDIS_PASSWORD` (from a Secret, e.g. through
+`CHAT_REDIS_PASSWORD_FILE`) are put into it here, so that redis-py, its Sentinel pool
+and the gateway's pipelined client all log in from the same one URL.
 """
 
 from __future__ import annotations
 
-import ssl
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
-
-TLS_SCHEME = "rediss"
+from urllib.parse import quote, urlsplit, urlunsplit
 
 
-@dataclass(frozen=True)
-class RedisLogin:
-    """Where and as whom to connect."""
-
-    url: str
-    username: str = ""
-    password: str = ""
-    tls_ca: str = ""
-
-    @property
-    def tls(self) -> bool:
-        """Whether the URL asks for TLS."""
-        return urlsplit(self.url).scheme == TLS_SCHEME
-
-    def redis_py(self) -> dict[str, Any]:
-        """Keyword arguments for `redis.asyncio.Redis.from_url(self.url, ...)`."""
-        kwargs: dict[str, Any] = {}
-        if self.password:
-            kwargs["password"] = self.password
-            if self.username:
-                kwargs["username"] = self.username
-        if self.tls and self.tls_ca:
-            kwargs["ssl_ca_certs"] = self.tls_ca
-        return kwargs
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of a raw connection, or None without TLS."""
-        if not self.tls:
-            return None
-        return ssl.create_default_context(cafile=self.tls_ca or None)
-
-    def auth_words(self) -> list[bytes]:
-        """The AUTH command's arguments (username, password), or none."""
-        url = urlsplit(self.url)
-        password = self.password or url.password or ""
-        username = (self.username if self.password else url.username) or ""
-        if not password:
-            return []
-        return [username.encode(), password.encode()] if username else [password.encode()]
+def with_login(url: str, username: str = "", password: str = "") -> str:
+    """`url` with the user and password in it (percent-encoded); unchanged without one."""
+    if not password:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = quote(username, safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))

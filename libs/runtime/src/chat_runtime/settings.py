@@ -15,6 +15,8 @@ from typing import ClassVar, Literal, TypeVar
 
 import msgspec
 
+from chat_runtime.redis_auth import with_login
+
 PREFIX = "CHAT_"
 
 
@@ -80,11 +82,19 @@ class RedisSettings(BaseSettings, kw_only=True, frozen=True):
     #: Sentinels (`host:port`, comma-separated); empty = `redis_url` is the server.
     redis_sentinels: list[str] = []
     redis_sentinel_master: str = DEFAULT_SENTINEL_MASTER
+    #: An ACL user; its password from a Secret (overrides credentials in the URL).
+    redis_username: str = ""
+    redis_password: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for address in self.redis_sentinels:
             sentinel_address(address)
+
+    @property
+    def redis_address(self) -> str:
+        """`redis_url` with the ACL login in it: what every Redis client connects with."""
+        return with_login(self.redis_url, self.redis_username, self.redis_password)
 
 
 def sentinel_address(address: str) -> tuple[str, int]:
