@@ -120,31 +120,57 @@ def env_file(path: Path) -> dict[str, str]:
 
 
 def container_env(
-    objects: list[Obj], container: Obj, secrets: Mapping[str, str]
+    objects: list[Obj],
+    deployment: Obj,
+    container: Obj,
+    secrets: Mapping[str, str],
+    secret_dir: Path,
 ) -> Iterator[tuple[str, str]]:
     """The variables a container gets: its ConfigMap(s), then its own `env` (which win).
 
-    A secret reference yields the value in `secrets` (a test value) and must name a key
-    that the overlay's Secret has; a field reference yields a pod-name-like value.
+    Secrets arrive as files: each item of a mounted `chat-secrets` volume is written under
+    `secret_dir` with its test value from `secrets`, and a `CHAT_*_FILE` variable pointing
+    into the mount is pointed at that copy; one pointing at no projected key fails. A
+    field reference yields a pod-name-like value.
     """
     config_maps = by_name(objects, "ConfigMap")
     for source in container.get("envFrom", []):
         ref = source["configMapRef"]["name"]
         assert ref in config_maps, f"{container['name']}: no ConfigMap {ref}"
         yield from config_maps[ref]["data"].items()
+    files = mounted_secrets(deployment, container, secrets, secret_dir)
     for item in container.get("env", []):
         if "value" in item:
-            yield item["name"], item["value"]
+            value = item["value"]
+            if item["name"].endswith("_FILE"):
+                assert value in files, f"{container['name']}: {item['name']}={value} is no secret"
+                value = files[value]
+            yield item["name"], value
             continue
         source = item["valueFrom"]
-        if "secretKeyRef" in source:
-            key = source["secretKeyRef"]["key"]
-            assert key in secrets, f"{container['name']}: {item['name']} needs secret key {key}"
-            yield item["name"], secrets[key]
-        elif "fieldRef" in source:
-            yield item["name"], f"{container['name']}-7d9f8-abcde"
-        else:
-            raise AssertionError(f"{container['name']}: unexpected valueFrom {source}")
+        assert "fieldRef" in source, f"{container['name']}: secrets come as files, not {source}"
+        yield item["name"], f"{container['name']}-7d9f8-abcde"
+
+
+def mounted_secrets(
+    deployment: Obj, container: Obj, secrets: Mapping[str, str], secret_dir: Path
+) -> dict[str, str]:
+    """In-pod path -> local copy of every secret file the container sees."""
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts", []):
+        source = volumes[mount["name"]].get("secret")
+        if source is None:
+            continue
+        assert source["secretName"].startswith("chat-secrets"), source
+        for item in source["items"]:
+            key = item["key"]
+            assert key in secrets, f"{container['name']} mounts secret key {key}, not in the Secret"
+            local = secret_dir / mount["name"] / item["path"]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text(secrets[key] + "\n")
+            files[f"{mount['mountPath']}/{item['path']}"] = str(local)
+    return files
 
 
 _DURATION = re.compile(r"(\d+)(h|ms|m|s)")

@@ -51,20 +51,20 @@ READY_TIMEOUT_S = 20.0
 
 
 @functools.cache
-def deployed() -> dict[str, tuple[Obj, list[Obj]]]:
-    """module -> (its container in the dev overlay, the dev objects), for every module
-    a real overlay deploys (started with dev's environment: SQLite, no MongoDB here)."""
+def deployed() -> dict[str, tuple[Obj, Obj, list[Obj]]]:
+    """module -> (its Deployment and container in dev, the dev objects), for every module a
+    real overlay deploys (started with dev's environment: SQLite, no MongoDB here)."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = prepare_tree(Path(tmp))
         rendered = {overlay: render(tree, overlay) for overlay in STARTED_OVERLAYS}
     modules = {
         overlay: {
-            command_module(c): c for d in of_kind(objects, "Deployment") for c in containers(d)
+            command_module(c): (d, c) for d in of_kind(objects, "Deployment") for c in containers(d)
         }
         for overlay, objects in rendered.items()
     }
     assert modules["prod"].keys() == modules["dev"].keys(), "dev and prod deploy other services"
-    return {module: (c, rendered["dev"]) for module, c in modules["dev"].items()}
+    return {module: (d, c, rendered["dev"]) for module, (d, c) in modules["dev"].items()}
 
 
 def member_of(module: str) -> str:
@@ -152,11 +152,11 @@ def test_the_deployment_command_starts_with_only_its_declared_dependencies(
     test_secrets: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    container, objects = deployed()[module]
+    deployment, container, objects = deployed()[module]
     python = fresh_venv(member_of(module), tmp_path / "venv")
     nats_url, redis_url = servers
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "VIRTUAL_ENV"))}
-    env.update(container_env(objects, container, test_secrets))
+    env.update(container_env(objects, deployment, container, test_secrets, tmp_path / "secrets"))
     # Where the cluster's addresses are, the test's servers are; the rest is the pod's.
     env.update(
         CHAT_NATS_URL=nats_url,

@@ -253,14 +253,17 @@ def test_prod_renders_no_secret_and_dev_only_the_generated_one(
 
 
 def test_every_required_setting_is_supplied(
-    rendered: dict[str, list[Obj]], tree: Path, overlay: str
+    rendered: dict[str, list[Obj]], tree: Path, overlay: str, tmp_path: Path
 ) -> None:
     """Each Deployment's environment loads its service's settings (what `main` would do)."""
     keys = secret_keys(rendered[overlay], tree, overlay)
     test_secrets = {key: "s3cret-value-for-the-test-" + "x" * 32 for key in keys}
     for deployment in deployments(rendered, overlay):
         for container in containers(deployment):
-            env = dict(container_env(rendered[overlay], container, test_secrets))
+            secret_dir = tmp_path / container["name"]
+            env = dict(
+                container_env(rendered[overlay], deployment, container, test_secrets, secret_dir)
+            )
             module = command_module(container)
             if overlay == "full" and not has_main(module):
                 # A component whose service is still to come: the real overlays keep it

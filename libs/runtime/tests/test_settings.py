@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from chat_runtime.redis_auth import RedisLogin
@@ -39,3 +41,15 @@ def test_redis_login_overrides_url_credentials_and_turns_tls_on_by_scheme() -> N
     tls = RedisLogin("rediss://r:6380/0", tls_ca="/etc/ca.pem")
     assert tls.redis_py() == {"ssl_ca_certs": "/etc/ca.pem"}
     assert RedisLogin("rediss://r:6380/0").ssl_context() is not None
+
+
+def test_a_setting_can_come_from_a_mounted_file(tmp_path: Path) -> None:
+    secret = tmp_path / "mongodb-url"
+    secret.write_text("mongodb://chat:pw@db:27017/?replicaSet=rs0\n")
+    env = {"CHAT_STORE": "mongo", "CHAT_MONGODB_URL_FILE": str(secret)}
+    assert load_settings(BaseSettings, env).mongodb_url.endswith("replicaSet=rs0")
+    # The variable itself wins over its file.
+    direct = load_settings(BaseSettings, {**env, "CHAT_MONGODB_URL": "mongodb://x/"})
+    assert direct.mongodb_url == "mongodb://x/"
+    with pytest.raises(SettingsError, match="CHAT_MONGODB_URL_FILE"):
+        load_settings(BaseSettings, {**env, "CHAT_MONGODB_URL_FILE": str(tmp_path / "no")})

@@ -1,7 +1,8 @@
 """Typed settings from `CHAT_*` environment variables, parsed once at start.
 
 A service declares a `msgspec.Struct` of its settings (subclassing `BaseSettings`);
-`load_settings` reads `CHAT_<FIELD>` for each field and converts it. A missing or
+`load_settings` reads `CHAT_<FIELD>` (or the file `CHAT_<FIELD>_FILE` names) for each
+field and converts it. A missing or
 malformed value raises `SettingsError` naming the variable, and `exit_on_error` turns
 that into a one-line message and exit status 2.
 """
@@ -119,6 +120,8 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
     values: dict[str, object] = {}
     for field in msgspec.structs.fields(kind):
         raw = env.get(variable(field.name))
+        if raw is None:
+            raw = _from_file(env, variable(field.name))
         if raw is None or (raw == "" and not field.required):
             if field.required:
                 raise SettingsError(f"{variable(field.name)} is required")
@@ -136,6 +139,24 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(str(exc)) from None
+
+
+#: `CHAT_<X>_FILE=/path` reads CHAT_<X> from that file (a mounted Secret): secrets then
+#: stay out of the environment, which child processes, crash reports and
+#: `/proc/<pid>/environ` readers would see.
+FILE_SUFFIX = "_FILE"
+
+
+def _from_file(env: Mapping[str, str], name: str) -> str | None:
+    path = env.get(name + FILE_SUFFIX)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            # One trailing newline is how `echo` and most editors end a file.
+            return file.read().removesuffix("\n")
+    except OSError as exc:
+        raise SettingsError(f"{name}{FILE_SUFFIX}={path!r} is unreadable: {exc.strerror}") from None
 
 
 def exit_on_error(loader: Callable[[], S]) -> S:
