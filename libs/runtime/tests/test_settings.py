@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_runtime.redis_auth import RedisLogin
+from chat_runtime.redis_auth import with_login
 from chat_runtime.settings import BaseSettings, SettingsError, load_settings
 
 
@@ -31,16 +31,12 @@ def test_the_ops_port_is_off_unless_set() -> None:
     assert load_settings(BaseSettings, {"CHAT_HEALTH_PORT": "0"}).health_port == 0
 
 
-def test_redis_login_overrides_url_credentials_and_turns_tls_on_by_scheme() -> None:
-    plain = RedisLogin("redis://old:oldpw@r:6379/0", "chat", "pw")
-    assert plain.auth_words() == [b"chat", b"pw"]
-    assert plain.ssl_context() is None
-    assert plain.redis_py() == {"password": "pw", "username": "chat"}
-    assert RedisLogin("redis://:urlpw@r/0").auth_words() == [b"urlpw"]
-    assert RedisLogin("redis://r/0").auth_words() == []
-    tls = RedisLogin("rediss://r:6380/0", tls_ca="/etc/ca.pem")
-    assert tls.redis_py() == {"ssl_ca_certs": "/etc/ca.pem"}
-    assert RedisLogin("rediss://r:6380/0").ssl_context() is not None
+def test_the_redis_login_goes_into_the_url_percent_encoded() -> None:
+    base = "rediss://old:oldpw@redis.example:6380/0?ssl_ca_certs=/etc/ca.pem"
+    url = with_login(base, "chat", "p@ss:w/rd")
+    assert url == "rediss://chat:p%40ss%3Aw%2Frd@redis.example:6380/0?ssl_ca_certs=/etc/ca.pem"
+    assert with_login("redis://r:6379/0") == "redis://r:6379/0"
+    assert with_login("unix:///run/redis.sock?db=2", "", "pw") == "unix://:pw@/run/redis.sock?db=2"
 
 
 def test_a_setting_can_come_from_a_mounted_file(tmp_path: Path) -> None:

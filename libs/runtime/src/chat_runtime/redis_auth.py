@@ -3,8 +3,8 @@
 The URL (`CHAT_REDIS_URL`, in a ConfigMap) says where and how — `rediss://` for TLS,
 `?ssl_ca_certs=<path>` for a private CA, as redis-py reads it — and carries no
 password; `CHAT_REDIS_USERNAME` / `CHAT_REDIS_PASSWORD` (from a Secret, e.g. through
-`CHAT_REDIS_PASSWORD_FILE`) are put into it here, so that redis-py, its Sentinel pool
-and the gateway's pipelined client all log in from the same one URL.
+`CHAT_REDIS_PASSWORD_FILE`) are put into it here, so that redis-py and the gateway's
+pipelined client log in from the same one URL.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ DEFAULT_SENTINEL_MASTER = "mymaster"
 class RedisSettings(BaseSettings, kw_only=True, frozen=True):
     """The shared settings plus Redis (gateway, calls); see `chat_runtime.redis_client`."""
 
+    #: `redis://`, `rediss://` (TLS; `?ssl_ca_certs=<path>` for a private CA) or `unix://`.
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: Sentinels (`host:port`, comma-separated); empty = `redis_url` is the server.
     redis_sentinels: list[str] = []

@@ -17,8 +17,8 @@ from chat_calls.store.sqlite import SqliteCallStore
 from chat_calls.sweeper import Sweeper
 from chat_runtime.bus import Bus
 from chat_runtime.clock import SystemClock, TimeOrderedIds
-from chat_runtime.redis_client import connect_redis
 from chat_runtime.ops import PROCESS
+from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import main, opened_store
 from chat_runtime.worker import Router
 

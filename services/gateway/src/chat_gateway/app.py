@@ -116,7 +116,7 @@ class Gateway:
         )
         # Behind Sentinel, the limiter's own connection finds the primary the same way.
         self.limiter = RateLimiter(
-            settings.redis_url, settings.redis_timeout_ms, primary_locator(settings)
+            settings.redis_address, settings.redis_timeout_ms, primary_locator(settings)
         )
         self.typing = TypingRelay(
             bus, redis, self.registry, self.hidden, expiry_ms=settings.typing_expiry_ms
