@@ -14,7 +14,8 @@ from chat_runtime.settings import RedisSettings
 
 #: HS256 needs at least 256 bits of key (RFC 7518 section 3.2).
 MIN_SECRET_BYTES: Final = 32
-#: Values that are examples, not secrets: deploy/k8s/secret.yaml ships the first one.
+#: Values that are examples, not secrets: deploy/k8s/overlays/dev/secrets.env.example
+#: ships the first one.
 PLACEHOLDER_SECRETS: Final = ("replace-me", "changeme", "change-me", "your-secret", "example")
 
 
