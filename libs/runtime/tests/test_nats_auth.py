@@ -19,6 +19,7 @@ from chat_contracts import services, subjects
 from chat_runtime import nats_auth
 from chat_runtime.settings import BaseSettings
 from chat_testkit.servers import Missing, NatsServer
+from chat_testkit.tls import self_signed
 
 WAIT_S = 5.0
 PASSWORDS = {a.user: nats_auth.new_password() for a in nats_auth.access_list()}
@@ -157,3 +158,38 @@ def test_new_passwords_survive_nats_servers_variable_parsing() -> None:
         password = nats_auth.new_password()
         assert password[0].isalpha()
         assert password.isalnum()
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    """nats-server that requires TLS and a client certificate: (tls:// URL, cert, key)."""
+    workdir = tmp_path_factory.mktemp("nats-tls")
+    cert, key = self_signed(workdir)
+    config = workdir / "tls.conf"
+    config.write_text(
+        json.dumps(
+            {"tls": {"cert_file": str(cert), "key_file": str(key), "ca_file": str(cert),
+                     "verify": True, "timeout": 2}}
+        )
+    )  # fmt: skip
+    try:
+        running = NatsServer(workdir, config=config)
+    except Missing as exc:
+        pytest.skip(str(exc))
+    yield running.url.replace("nats://", "tls://"), cert, key
+    running.stop()
+
+
+async def test_mutual_tls_with_the_tls_settings(tls_server: tuple[str, Path, Path]) -> None:
+    url, cert, key = tls_server
+    settings = BaseSettings(nats_tls_ca=str(cert), nats_tls_cert=str(cert), nats_tls_key=str(key))
+    nc = await nats.connect(url, allow_reconnect=False, **nats_auth.connect_options(settings))
+    try:
+        await nc.flush()
+        assert nc.is_connected
+    finally:
+        await nc.close()
+    # Without a client certificate the server refuses the connection: TLS is enforced.
+    no_cert = nats_auth.connect_options(BaseSettings(nats_tls_ca=str(cert)))
+    with pytest.raises((NatsError, OSError)):
+        await nats.connect(url, allow_reconnect=False, connect_timeout=2, **no_cert)
