@@ -400,3 +400,25 @@ def test_every_service_has_a_nats_password_in_both_secrets(
     wanted = {f"NATS_PASSWORD_{name.upper()}" for name in ["gateway", *services.BY_NAME]}
     for overlay in ("dev", "prod"):
         assert wanted <= secret_keys(rendered[overlay], tree, overlay), overlay
+
+
+def test_egress_goes_only_to_dns_and_the_three_dependencies(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """Pods reach DNS, NATS, Redis (gateway, calls) and MongoDB (workers), nothing else."""
+    flows = set()
+    for policy in of_kind(rendered[overlay], "NetworkPolicy"):
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule["to"]:
+                namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                for port in rule["ports"]:
+                    flows.add((policy["metadata"]["name"], namespace, port["port"]))
+    assert flows == {
+        ("egress-dns-nats", "kube-system", 53),
+        ("egress-dns-nats", "nats", 4222),
+        ("egress-redis", "redis", 6379),
+        ("egress-mongodb", "mongodb", 27017),
+    }
+    redis = by_name(rendered[overlay], "NetworkPolicy")["egress-redis"]["spec"]["podSelector"]
+    (expression,) = redis["matchExpressions"]
+    assert sorted(expression["values"]) == ["calls", "gateway"]
