@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import os
 import secrets
 import subprocess
@@ -31,7 +30,13 @@ from pathlib import Path
 import pytest
 
 from chat_runtime import nats_auth
-from chat_testkit.servers import Missing, NatsServer, RedisServer, ServiceProcess
+from chat_testkit.servers import (
+    Missing,
+    NatsServer,
+    RedisServer,
+    ServiceProcess,
+    nats_with_users,
+)
 from tests.deploy.k8s import (
     ROOT,
     Obj,
@@ -91,14 +96,12 @@ def servers(
 ) -> Iterator[tuple[str, str]]:
     """(nats URL, redis URL): NATS with the generated users, Redis with the ACL user."""
     workdir = tmp_path_factory.mktemp("entry-servers")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        nats_auth.main(["--conf"])
-    config = workdir / "auth.conf"
-    config.write_text(out.getvalue())
+    passwords = {
+        a.user: test_secrets[nats_auth.password_variable(a.user)] for a in nats_auth.access_list()
+    }
     started: list[NatsServer | RedisServer] = []
     try:
-        started.append(NatsServer(workdir, config=config, env=test_secrets))
+        started.append(nats_with_users(workdir, passwords))
         acl = ("--user", "chat", "on", f">{test_secrets['REDIS_PASSWORD']}", "~*", "&*", "+@all")
         started.append(RedisServer(workdir, acl))
     except Missing as exc:

@@ -1,65 +1,30 @@
 """The whole product with per-service NATS users: every flow still works, none is refused.
 
 The stack's nats-server runs the config `python -m chat_runtime.nats_auth --conf`
-generates (the one the Helm values hold), and each process logs in as its own user
+prints (the users the Helm values hold), and each process logs in as its own user
 (`CHAT_NATS_USER`): a cross-service query or event missing from the access list shows
 up here as a NATS permissions violation, long before a production install would.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from chat_runtime import nats_auth
 from chat_testkit.client import ChatClient
-from chat_testkit.servers import Missing, NatsServer, RedisServer, ServiceProcess
+from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
 from tests.integration.calls.conftest import OFFER
 
 
-@dataclass
-class UsersStack(Stack):
-    """A Stack whose NATS enforces one user per service."""
-
-    passwords: dict[str, str] = field(
-        default_factory=lambda: {a.user: nats_auth.new_password() for a in nats_auth.access_list()}
-    )
-
-    def start(self) -> Stack:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            nats_auth.main(["--conf"])
-        config = self.workdir / "nats-users.conf"
-        config.write_text(out.getvalue())
-        env = {nats_auth.password_variable(u): pw for u, pw in self.passwords.items()}
-        self.nats = NatsServer(self.workdir, config=config, env=env)
-        self.redis = RedisServer(self.workdir)
-        for service in self.workers:
-            self.add(service, service)
-        for index in range(self.gateways):
-            name = f"gateway-{'abcdefgh'[index]}"
-            self.add("gateway", name, CHAT_GATEWAY_ID=name)
-        for proc in self.processes.values():
-            proc.wait_ready()
-        return self
-
-    def add(self, service: str, name: str, **extra: str) -> ServiceProcess:
-        user = "gateway" if service == "gateway" else service
-        login = {"CHAT_NATS_USER": user, "CHAT_NATS_PASSWORD": self.passwords[user]}
-        return super().add(service, name, **login, **extra)
-
-
 @pytest.fixture(scope="module")
 def users_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = UsersStack(workdir=tmp_path_factory.mktemp("nats-users"))
+    passwords = {a.user: nats_auth.new_password() for a in nats_auth.access_list()}
+    running = Stack(workdir=tmp_path_factory.mktemp("nats-users"), nats_passwords=passwords)
     try:
         running.start()
     except Missing as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from nats.errors import Error as NatsError
 from chat_contracts import services, subjects
 from chat_runtime import nats_auth
 from chat_runtime.settings import BaseSettings
-from chat_testkit.servers import Missing, NatsServer
+from chat_testkit.servers import Missing, NatsServer, nats_with_users
 from chat_testkit.tls import self_signed
 
 WAIT_S = 5.0
@@ -28,15 +27,8 @@ PASSWORDS = {a.user: nats_auth.new_password() for a in nats_auth.access_list()}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """nats-server with `python -m chat_runtime.nats_auth --conf`, passwords in its env."""
-    workdir = tmp_path_factory.mktemp("nats-auth")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        nats_auth.main(["--conf"])
-    config = workdir / "auth.conf"
-    config.write_text(out.getvalue())
-    env = {nats_auth.password_variable(user): pw for user, pw in PASSWORDS.items()}
     try:
-        running = NatsServer(workdir, config=config, env=env)
+        running = nats_with_users(tmp_path_factory.mktemp("nats-auth"), PASSWORDS)
     except Missing as exc:
         pytest.skip(str(exc))
     yield running

@@ -191,26 +191,29 @@ async def connect(settings: BaseSettings, name: str) -> Bus:
     )
 
 
+def server_config() -> str:
+    """A nats-server config with every service's user; each password is a `$VAR`
+    reference (left unquoted, the form nats-server expands from its environment)."""
+    refs = {a.user: f"${password_variable(a.user)}" for a in access_list()}
+    text = _json_text({"authorization": server_authorization(refs)})
+    for access in access_list():
+        variable = password_variable(access.user)
+        text = text.replace(f'"${variable}"', f"${variable}")
+    return text
+
+
+def _json_text(document: dict[str, Any]) -> str:
+    return msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Print the Helm values or the nats-server config (JSON, which both read; in the
-    config the `$VAR` references are left unquoted, the form nats-server expands)."""
+    """Print the Helm values or the nats-server config (JSON, which both read)."""
     parser = argparse.ArgumentParser(prog="python -m chat_runtime.nats_auth")
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--helm", action="store_true", help="values for the NATS Helm chart")
     kind.add_argument("--conf", action="store_true", help="a nats-server config file")
     args = parser.parse_args(argv)
-    if args.helm:
-        document = helm_values()
-    else:
-        # nats-server expands `$VAR` from its environment.
-        refs = {a.user: f"${password_variable(a.user)}" for a in access_list()}
-        document = {"authorization": server_authorization(refs)}
-    text = msgspec.json.format(msgspec.json.encode(document), indent=2).decode()
-    if args.conf:
-        for access in access_list():
-            variable = password_variable(access.user)
-            text = text.replace(f'"${variable}"', f"${variable}")
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(_json_text(helm_values()) if args.helm else server_config())
 
 
 if __name__ == "__main__":

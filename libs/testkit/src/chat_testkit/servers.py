@@ -25,6 +25,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from chat_runtime import nats_auth
+
 #: How long a started process may take to report ready. A deadline, not a sleep: a
 #: healthy start takes 1-3 s, but on a 2-core machine with several stacks starting at
 #: once (parallel test workers) importing six services took 12-20 s of wall time.
@@ -147,6 +149,15 @@ class NatsServer(_Process):
         self.stop()
         fresh = NatsServer(self.workdir, port=port)
         self.proc, self.log, self.url = fresh.proc, fresh.log, fresh.url
+
+
+def nats_with_users(workdir: Path, passwords: Mapping[str, str]) -> NatsServer:
+    """nats-server enforcing the generated per-service users (chat_runtime.nats_auth),
+    with `passwords` (user -> password) in its environment."""
+    config = workdir / "nats-users.conf"
+    config.write_text(nats_auth.server_config())
+    env = {nats_auth.password_variable(user): pw for user, pw in passwords.items()}
+    return NatsServer(workdir, config=config, env=env)
 
 
 class RedisServer(_Process):
