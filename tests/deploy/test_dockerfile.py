@@ -64,7 +64,7 @@ def test_the_recipe_installs_every_service_and_no_test_kit(tmp_path: Path) -> No
         shutil.copy(manifest, dest)
     uv(DEPENDENCIES, src, venv)
     python = venv / "bin" / "python"
-    probe = "import msgspec, nats, pymongo, redis, socketio, prometheus_client"
+    probe = "import msgspec, nats, pymongo, redis, socketio, prometheus_client, opentelemetry.sdk"
     assert subprocess.run([python, "-c", probe], check=False).returncode == 0
     # The sources stage (tests are excluded by .dockerignore; harmless here).
     for tree in ("libs", "services"):

@@ -151,6 +151,23 @@ class _TimedStore:
         return call
 
 
+def start_tracing(settings: BaseSettings, name: str) -> Callable[[], None]:
+    """Span export when CHAT_OTEL_ENDPOINT asks for it; the flush to call at exit.
+
+    Without the SDK installed, the setting stops the process at start (exit status 2).
+    """
+    if not settings.otel_endpoint:
+        return lambda: None
+    from chat_runtime import otel
+
+    try:
+        provider = otel.setup(settings.otel_endpoint, name)
+    except otel.OtelMissing as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return cast(Callable[[], None], provider.shutdown)
+
+
 def main(name: str, kind: type[S], build: Build[S]) -> None:
     """Entry point of `python -m chat_<service>`.
 
@@ -163,11 +180,14 @@ def main(name: str, kind: type[S], build: Build[S]) -> None:
     async def _main() -> None:
         await serve(name, settings, build)
 
+    flush = start_tracing(settings, name)
     try:
         run(_main)
     except MongoSetupError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        flush()
 
 
 __all__ = ["main", "serve"]

@@ -56,6 +56,9 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True):
     nats_tls_ca: str = ""
     nats_tls_cert: str = ""
     nats_tls_key: str = ""
+    #: OTLP/HTTP traces endpoint (`http://otel-collector:4318/v1/traces`): export a span
+    #: per client event and per command. Empty: trace ids in logs and headers only.
+    otel_endpoint: str = ""
     #: False for a process without a store (the gateway): one ConfigMap sets
     #: CHAT_STORE=mongo for every pod, and only the workers get the MongoDB URL.
     uses_store: ClassVar[bool] = True

@@ -255,7 +255,7 @@ class Worker:
     async def _serve(self, msg: Msg) -> None:
         # The gateway's trace continues here (and on every message this command causes,
         # the reply included); each command is its own task, so its own context.
-        traced = trace.begin(msg.headers)
+        traced = trace.begin(msg.headers, msg.subject)
         started = time.perf_counter()
         outcome = "error"
         try:

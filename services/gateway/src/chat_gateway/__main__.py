@@ -16,7 +16,7 @@ from chat_gateway.settings import GatewaySettings
 from chat_runtime import nats_auth
 from chat_runtime.logs import LIFECYCLE, setup_logging
 from chat_runtime.redis_client import connect_redis
-from chat_runtime.service import bus_check, start_ops
+from chat_runtime.service import bus_check, start_ops, start_tracing
 from chat_runtime.settings import exit_on_error, load_settings
 from chat_runtime.worker import run, wait_for_shutdown
 
@@ -73,7 +73,11 @@ def main() -> None:
     """Entry point."""
     settings = exit_on_error(lambda: load_settings(GatewaySettings))
     setup_logging(settings.log_level, settings.log_format, "gateway", settings.node_id)
-    run(lambda: serve(settings))
+    flush = start_tracing(settings, "gateway")
+    try:
+        run(lambda: serve(settings))
+    finally:
+        flush()
 
 
 if __name__ == "__main__":

@@ -274,7 +274,7 @@ class Gateway:
         list the user's chats do not answer. Any other failure is refused as INTERNAL
         (logged once with the socket id), never left unanswered.
         """
-        traced = trace.begin()
+        traced = trace.begin(name="connect")
         user = trace.user.set(None)  # set once the token names the user
         try:
             await self._connect(conn, auth)
@@ -287,8 +287,8 @@ class Gateway:
             REFUSALS.labels(ErrorCode.INTERNAL.value).inc()
             raise Refused("internal error", {"code": ErrorCode.INTERNAL.value}) from None
         finally:
-            trace.user.reset(user)
             trace.end(traced)
+            trace.user.reset(user)
         CONNECTS.inc()
 
     async def _connect(self, conn: Connection, auth: Any) -> None:
@@ -358,7 +358,7 @@ class Gateway:
         and is counted with its ack status, code and latency.
         """
         started = time.perf_counter()
-        traced = trace.begin()
+        traced = trace.begin(name=event)
         known = self.registry.sockets.get(sid)
         user = trace.user.set(known.actor.user_id if known is not None else None)
         route = BY_EVENT.get(event)
@@ -385,8 +385,8 @@ class Gateway:
                     (time.perf_counter() - started) * 1000,
                 )
         finally:
-            trace.user.reset(user)
             trace.end(traced)
+            trace.user.reset(user)
         self.metrics.observe(event, ack["status"], ack.get("code"), time.perf_counter() - started)
         if ack.get("code") == ErrorCode.VALIDATION_ERROR:
             sock = self.registry.sockets.get(sid)
