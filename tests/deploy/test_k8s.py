@@ -405,7 +405,8 @@ def test_every_service_has_a_nats_password_in_both_secrets(
 def test_egress_goes_only_to_dns_and_the_three_dependencies(
     rendered: dict[str, list[Obj]], overlay: str
 ) -> None:
-    """Pods reach DNS, NATS, Redis (gateway, calls) and MongoDB (workers), nothing else."""
+    """Pods reach DNS, NATS, Redis and its sentinels (gateway, calls) and MongoDB
+    (workers), nothing else."""
     flows = set()
     for policy in of_kind(rendered[overlay], "NetworkPolicy"):
         for rule in policy["spec"].get("egress", []):
@@ -417,6 +418,7 @@ def test_egress_goes_only_to_dns_and_the_three_dependencies(
         ("egress-dns-nats", "kube-system", 53),
         ("egress-dns-nats", "nats", 4222),
         ("egress-redis", "redis", 6379),
+        ("egress-redis", "redis", 26379),
         ("egress-mongodb", "mongodb", 27017),
     }
     redis = by_name(rendered[overlay], "NetworkPolicy")["egress-redis"]["spec"]["podSelector"]
