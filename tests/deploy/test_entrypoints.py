@@ -156,7 +156,7 @@ def test_the_deployment_command_starts_with_only_its_declared_dependencies(
     tmp_path: Path,
 ) -> None:
     deployment, container, objects = deployed()[module]
-    python = fresh_venv(member_of(module), tmp_path / "venv")
+    python = fresh_venv(member_of(module.split(".")[0]), tmp_path / "venv")
     nats_url, redis_url = servers
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "VIRTUAL_ENV"))}
     env.update(container_env(objects, deployment, container, test_secrets, tmp_path / "secrets"))
@@ -178,5 +178,7 @@ def test_the_deployment_command_starts_with_only_its_declared_dependencies(
         log = proc.log.read_text(errors="replace")
         assert "ermissions violation" not in log.lower(), log
     finally:
-        code = proc.stop()
+        # As long as Kubernetes waits (terminationGracePeriodSeconds) before SIGKILL.
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        code = proc.stop(timeout=grace)
     assert code == 0, proc.tail()

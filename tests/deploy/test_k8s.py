@@ -34,6 +34,8 @@ from tests.deploy.k8s import (
     secret_keys,
 )
 
+#: Processes deployed beside the services list: name -> the module `python -m` runs.
+EXTRA_PROCESSES = {"notifications": "chat_users.notifications"}
 #: The probe timeouts a platform expects: a few seconds, never a hair trigger.
 PROBE_TIMEOUT_S = (1, 5)
 
@@ -60,17 +62,24 @@ def deployments(rendered: dict[str, list[Obj]], overlay: str) -> list[Obj]:
     return found
 
 
+def main_module(module: str) -> str:
+    """What `python -m <module>` runs: a package's `__main__`, or the module itself."""
+    spec = importlib.util.find_spec(module)
+    is_package = spec is not None and spec.submodule_search_locations is not None
+    return f"{module}.__main__" if is_package else module
+
+
 def has_main(module: str) -> bool:
-    """Whether `python -m <module>` has a `__main__` to run."""
+    """Whether `python -m <module>` has something to run."""
     try:
-        return importlib.util.find_spec(f"{module}.__main__") is not None
+        return importlib.util.find_spec(main_module(module)) is not None
     except ModuleNotFoundError:
         return False
 
 
 def settings_class(module: str) -> type[BaseSettings]:
     """The settings Struct a service's `__main__` loads (its most derived one)."""
-    main = importlib.import_module(f"{module}.__main__")
+    main = importlib.import_module(main_module(module))
     kinds = {
         value
         for value in vars(main).values()
@@ -372,7 +381,7 @@ def test_the_deployments_are_the_services_list(
 ) -> None:
     """Base deploys the gateway and every core service; each optional one is a component."""
     names = {d["metadata"]["name"] for d in deployments(rendered, overlay)}
-    core = {s.name for s in services.SERVICES if not s.optional}
+    core = {s.name for s in services.SERVICES if not s.optional} | set(EXTRA_PROCESSES)
     assert {"gateway"} | core <= names
     assert names - {"gateway"} - core <= services.OPTIONAL
     if overlay == "full":
@@ -380,7 +389,8 @@ def test_the_deployments_are_the_services_list(
     for name in names - {"gateway"}:
         (deployment,) = [d for d in deployments(rendered, overlay) if d["metadata"]["name"] == name]
         (container,) = containers(deployment)
-        assert command_module(container) == services.BY_NAME[name].package
+        expected = EXTRA_PROCESSES.get(name) or services.BY_NAME[name].package
+        assert command_module(container) == expected
     for name in services.OPTIONAL:
         assert (K8S / "components" / name / "kustomization.yaml").is_file()
 
@@ -397,7 +407,8 @@ def test_the_gateway_knows_which_optional_services_run(
 def test_every_service_has_a_nats_password_in_both_secrets(
     rendered: dict[str, list[Obj]], tree: Path
 ) -> None:
-    wanted = {f"NATS_PASSWORD_{name.upper()}" for name in ["gateway", *services.BY_NAME]}
+    users = ["gateway", *services.BY_NAME, *EXTRA_PROCESSES]
+    wanted = {f"NATS_PASSWORD_{name.upper()}" for name in users}
     for overlay in ("dev", "prod"):
         assert wanted <= secret_keys(rendered[overlay], tree, overlay), overlay
 
@@ -405,8 +416,8 @@ def test_every_service_has_a_nats_password_in_both_secrets(
 def test_egress_goes_only_to_dns_and_the_three_dependencies(
     rendered: dict[str, list[Obj]], overlay: str
 ) -> None:
-    """Pods reach DNS, NATS, Redis and its sentinels (gateway, calls) and MongoDB
-    (workers), nothing else."""
+    """Pods reach DNS, NATS, Redis and its sentinels (gateway, calls, users, notifications)
+    and MongoDB (workers), nothing else."""
     flows = set()
     for policy in of_kind(rendered[overlay], "NetworkPolicy"):
         for rule in policy["spec"].get("egress", []):
@@ -423,4 +434,4 @@ def test_egress_goes_only_to_dns_and_the_three_dependencies(
     }
     redis = by_name(rendered[overlay], "NetworkPolicy")["egress-redis"]["spec"]["podSelector"]
     (expression,) = redis["matchExpressions"]
-    assert sorted(expression["values"]) == ["calls", "gateway"]
+    assert sorted(expression["values"]) == ["calls", "gateway", "notifications", "users"]

@@ -141,7 +141,7 @@ def test_connect_options_map_each_login_kind() -> None:
 
 def test_there_is_one_user_per_service_of_the_list() -> None:
     users = [a.user for a in nats_auth.access_list()]
-    assert users == ["gateway", *(s.name for s in services.SERVICES)]
+    assert users == ["gateway", *(s.name for s in services.SERVICES), "notifications"]
 
 
 def test_new_passwords_survive_nats_servers_variable_parsing() -> None:

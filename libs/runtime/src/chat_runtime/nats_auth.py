@@ -68,11 +68,13 @@ def inbox(user: str) -> str:
 
 
 def gateway_access() -> Access:
-    """Gateways: every client command, fan-out both ways (typing, presence relays)."""
+    """Gateways: every client command, fan-out both ways (typing, presence relays), and
+    domain events to read."""
     return Access(
         GATEWAY,
         publish=(EVERY_COMMAND, EVERY_FANOUT),
-        subscribe=(EVERY_FANOUT, inbox(GATEWAY) + ".>"),
+        # Domain events too: blocks (`evt.users.block`) hide presence at the edge.
+        subscribe=(EVERY_FANOUT, EVERY_EVENT, inbox(GATEWAY) + ".>"),
         responds=False,
     )
 
@@ -90,18 +92,45 @@ def worker_access(domain: str, queries: tuple[str, ...] = ()) -> Access:
     )
 
 
+#: The push stream's JetStream API: publishers make sure the stream exists
+#: (chat_runtime.jetstream.ensure_push_stream); the consumer also manages its durable
+#: consumer and pulls batches. Acks go to the messages' reply subjects (responses).
+PUSH_STREAM_API = (
+    f"$JS.API.STREAM.CREATE.{subjects.PUSH_STREAM}",
+    f"$JS.API.STREAM.INFO.{subjects.PUSH_STREAM}",
+)
+PUSH_CONSUMER_API = (
+    f"$JS.API.CONSUMER.*.{subjects.PUSH_STREAM}.>",  # INFO, CREATE
+    f"$JS.API.CONSUMER.DURABLE.CREATE.{subjects.PUSH_STREAM}.>",
+    f"$JS.API.CONSUMER.MSG.NEXT.{subjects.PUSH_STREAM}.>",  # pull a batch
+)
+#: The push worker (`python -m chat_users.notifications`): a process of the users
+#: service with a NATS user of its own.
+NOTIFICATIONS = "notifications"
+
+_GROUPS_READS = (
+    subjects.command(subjects.GROUPS, "membership"),
+    subjects.command(subjects.GROUPS, "members"),
+    subjects.command(subjects.GROUPS, "mine"),
+)
+
 #: Requests a worker makes to another domain (services without any are left out). A
 #: new cross-domain query needs its line here, or NATS refuses it in any install with
 #: per-service users.
 QUERIES: dict[str, tuple[str, ...]] = {
     subjects.MESSAGES: (
-        subjects.command(subjects.GROUPS, "membership"),
-        subjects.command(subjects.GROUPS, "mine"),
+        *_GROUPS_READS,
         subjects.command(subjects.USERS, "block_state"),
+        *PUSH_STREAM_API,
+    ),
+    subjects.USERS: (
+        *_GROUPS_READS,
+        subjects.command(subjects.MESSAGES, "mine"),
     ),
     subjects.CALLS: (
         subjects.command(subjects.USERS, "block_state"),
         subjects.command(subjects.USERS, "devices"),
+        *PUSH_STREAM_API,
     ),
 }
 
@@ -112,7 +141,19 @@ def access_list() -> list[Access]:
     if unknown:
         raise ValueError(f"queries declared for services that do not exist: {sorted(unknown)}")
     workers = [worker_access(s.name, QUERIES.get(s.name, ())) for s in services.SERVICES]
-    return [gateway_access(), *workers]
+    return [gateway_access(), *workers, notifications_access()]
+
+
+def notifications_access() -> Access:
+    """The push worker: pulls the push stream, asks groups and messages who to tell."""
+    reads = (*_GROUPS_READS, subjects.command(subjects.MESSAGES, "mine"))
+    muted = subjects.command(subjects.MESSAGES, "muted")
+    return Access(
+        NOTIFICATIONS,
+        publish=(*reads, muted, *PUSH_STREAM_API, *PUSH_CONSUMER_API),
+        subscribe=(inbox(NOTIFICATIONS) + ".>",),
+        responds=True,
+    )
 
 
 def new_password() -> str:

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
