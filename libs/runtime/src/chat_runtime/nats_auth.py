@@ -119,8 +119,10 @@ _GROUPS_READS = (
 #: per-service users.
 QUERIES: dict[str, tuple[str, ...]] = {
     subjects.MESSAGES: (
-        *_GROUPS_READS,
-        subjects.command(subjects.USERS, "block_state"),
+        subjects.command(subjects.GROUPS, "membership"),
+        subjects.command(subjects.GROUPS, "mine"),
+        # Who a user blocks or is blocked by (chat_runtime.blocks.HiddenSets).
+        subjects.command(subjects.USERS, "hidden"),
         *PUSH_STREAM_API,
     ),
     subjects.USERS: (
