@@ -163,7 +163,8 @@ def test_the_deployment_command_starts_with_only_its_declared_dependencies(
     # Where the cluster's addresses are, the test's servers are; the rest is the pod's.
     env.update(
         CHAT_NATS_URL=nats_url,
-        CHAT_REDIS_URL=redis_url,
+        # A database of its own: no test sees another's state (a gateway's heartbeat).
+        CHAT_REDIS_URL=f"{redis_url}?db={sorted(deployed()).index(module) + 1}",
         CHAT_SQLITE_DIR=str(tmp_path / "data"),
         CHAT_HEALTH_HOST="127.0.0.1",
         CHAT_HEALTH_PORT="0",
