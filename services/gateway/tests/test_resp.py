@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import os
 import shutil
 import socket
@@ -13,14 +15,14 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from chat_gateway.ratelimit import Bucket, RateLimiter, lease_size
 from chat_gateway.resp import RespError, ScriptRunner, encode_command, parse_reply
-from chat_runtime.redis_auth import with_login
-from chat_testkit.servers import Missing, RedisServer
-from chat_testkit.tls import self_signed
 
 
 def test_encode_and_parse() -> None:
@@ -143,13 +145,44 @@ def _free_port() -> int:
         return port
 
 
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """A real redis-server that speaks TLS only; (port, CA certificate)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
-    cert, key = self_signed(tmp_path, "redis")
+    cert, key = _self_signed(tmp_path)
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -248,44 +281,3 @@ async def test_a_concurrent_burst_shares_one_block(redis_url: str) -> None:
         assert await limiter.take("u", bucket) > 0
     finally:
         limiter.close()
-
-
-@pytest.fixture(scope="module")
-def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server with an ACL user `chat` that may touch only `rl:*` keys."""
-    try:
-        server = RedisServer(
-            tmp_path_factory.mktemp("redis-acl"),
-            ("--user", "chat", "on", f">{ACL_PASSWORD}", "~rl:*", "+@all"),
-        )
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server.url
-    server.stop()
-
-
-#: Characters a URL must encode: the login is percent-encoded into the URL.
-ACL_PASSWORD = "p@ss:w/rd%?"
-
-
-async def test_both_clients_log_in_as_the_acl_user_from_the_same_url(acl_redis: str) -> None:
-    url = with_login(acl_redis, "chat", ACL_PASSWORD)
-    limiter = RateLimiter(url)
-    try:
-        assert await limiter.take("u1", Bucket("t", per_second=5, burst=10)) == 0
-    finally:
-        limiter.close()
-    client = Redis.from_url(url)
-    try:
-        assert await client.set("rl:x", "1")
-        # The ACL is what admitted them: outside `rl:*` the same user is refused.
-        with pytest.raises(RedisError, match="no permissions"):
-            await client.set("other", "1")
-    finally:
-        await client.aclose()
-    wrong = ScriptRunner(with_login(acl_redis, "chat", "wrong"), "return 1")
-    try:
-        with pytest.raises(RespError, match="WRONGPASS"):
-            await wrong([], [])
-    finally:
-        wrong.close()
