@@ -13,6 +13,7 @@ import io
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,6 +23,7 @@ from PIL import ExifTags, Image
 from chat_contracts import subjects
 from chat_contracts.bus import Actor, MediaClaim
 from chat_runtime.bus import Bus
+from chat_testkit.client import ChatClient
 from chat_testkit.stack import Stack
 from tests.integration.conftest import Connect, cmid, make_group
 from tests.integration.media_client import MIB, MediaUser, chunks, jpeg_with_gps, pdf_bytes
@@ -39,6 +41,15 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def media_user(stack: Stack, http: aiohttp.ClientSession) -> Callable[[str], MediaUser]:
     return lambda user_id: MediaUser(stack, http, user_id)
+
+
+async def send_file(
+    sock: ChatClient, url: str, *, target_user_id: str = "", group_id: str = ""
+) -> dict[str, Any]:
+    """`message:send` of a FILE carrying `url` to a peer or a group; the ack."""
+    chat = {"targetUserId": target_user_id} if target_user_id else {"groupId": group_id}
+    payload = {"clientMessageId": cmid(), **chat, "type": "FILE", "mediaUrl": url}
+    return await sock.call("message:send", payload)
 
 
 async def test_20_mib_upload_reports_progress_on_the_other_gateway(
@@ -353,10 +364,7 @@ async def test_downloads_need_a_reader_and_honour_range_and_etag(
     assert (await reader.get(url))[0] == 404
     assert (await owner.get(url, auth=False))[0] == 401
 
-    ack = await alice_s.call(
-        "message:send",
-        {"clientMessageId": cmid(), "targetUserId": bob, "type": "FILE", "mediaUrl": url},
-    )
+    ack = await send_file(alice_s, url, target_user_id=bob)
     assert ack["status"] == "ok", ack
     assert ack["message"]["mediaUrl"] == url
     assert (await reader.get(url))[0] == 200
@@ -365,10 +373,7 @@ async def test_downloads_need_a_reader_and_honour_range_and_etag(
     # A group: its members may read what was sent there.
     group = await make_group(alice_s, carol)
     assert (await stranger.get(url))[0] == 404
-    ack = await alice_s.call(
-        "message:send",
-        {"clientMessageId": cmid(), "groupId": group, "type": "FILE", "mediaUrl": url},
-    )
+    ack = await send_file(alice_s, url, group_id=group)
     assert ack["status"] == "ok", ack
     assert (await stranger.get(url))[0] == 200
 
@@ -449,10 +454,7 @@ async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
     bob_s = await connect(bob)
     done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
     url = done["mediaUrl"]
-    ack = await alice_s.call(
-        "message:send",
-        {"clientMessageId": cmid(), "targetUserId": bob, "type": "FILE", "mediaUrl": url},
-    )
+    ack = await send_file(alice_s, url, target_user_id=bob)
     assert ack["status"] == "ok", ack
     original = ack["message"]
     assert (await media_user(carol).get(url))[0] == 404
@@ -492,10 +494,7 @@ async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
     files = [p.name for p in (stack.workdir / "media").rglob("*")]
     assert done["uploadId"] not in files
     # And the deleted media cannot be put into a new message.
-    ack = await alice_s.call(
-        "message:send",
-        {"clientMessageId": cmid(), "targetUserId": bob, "type": "FILE", "mediaUrl": url},
-    )
+    ack = await send_file(alice_s, url, target_user_id=bob)
     assert (ack["status"], ack["code"]) == ("error", "VALIDATION_ERROR"), ack
 
 
@@ -510,10 +509,7 @@ async def test_a_deletion_while_media_is_down_is_applied_once_it_is_back(
     alice_s = await connect(alice)
     done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
     url = done["mediaUrl"]
-    ack = await alice_s.call(
-        "message:send",
-        {"clientMessageId": cmid(), "targetUserId": bob, "type": "FILE", "mediaUrl": url},
-    )
+    ack = await send_file(alice_s, url, target_user_id=bob)
     assert ack["status"] == "ok", ack
     media = stack.processes["media"]
     port = media.port
