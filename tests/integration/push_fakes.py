@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import json
 import os
 import ssl
@@ -36,10 +35,10 @@ import h2.events
 import http_ece
 import jwt
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+
+from chat_testkit.tls import self_signed
 
 
 def b64url(data: bytes) -> str:
@@ -150,36 +149,7 @@ class Fakes:
             )
         )
         # A self-signed certificate for 127.0.0.1 (the APNs fake's TLS).
-        tls_key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-        now = datetime.datetime.now(datetime.UTC)
-        import ipaddress
-
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(tls_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(tls_key, hashes.SHA256())
-        )
-        self.tls_cert_file = self.workdir / "apns-fake.crt"
-        self.tls_cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self._tls_key_file = self.workdir / "apns-fake.key"
-        self._tls_key_file.write_bytes(
-            tls_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        self.tls_cert_file, self._tls_key_file = self_signed(self.workdir, "apns-fake")
         vapid_key = ec.generate_private_key(ec.SECP256R1())
         self.vapid_public = vapid_key.public_key()
         self.vapid_key_file = self.workdir / "vapid.pem"
