@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from chat_contracts import ErrorCode, RetryableError
 from chat_runtime import presence as keys
 from chat_runtime.clock import ManualClock
 from chat_users.domain import CustomStatus
@@ -106,3 +107,34 @@ async def test_a_reconnect_within_the_grace_cancels_the_offline(redis: Redis) ->
     assert await sweeper.sweep() == 0
     assert offline == []
     assert await redis.zcard(keys.PENDING) == 0
+
+
+async def test_a_directory_that_does_not_answer_pauses_the_round(redis: Redis) -> None:
+    now_ms = int(time.time() * 1000)
+    users = [f"u{i}" for i in range(5)]
+    for user in users:
+        await redis.set(keys.grace_key(user), now_ms - 10)
+        await redis.zadd(keys.PENDING, {user: now_ms - 1})
+    calls: list[str] = []
+
+    async def unavailable(user_id: str, seen: datetime) -> None:
+        calls.append(user_id)
+        raise RetryableError(ErrorCode.UNAVAILABLE, "no groups worker", retry_after_ms=1_000)
+
+    sweeper = PresenceSweeper(redis, unavailable, grace_ms=200, heartbeat_ttl_ms=1_000)
+    assert await sweeper.sweep() == 0
+    assert len(calls) == 1  # the first refusal ends the round
+    # ... and every user of it is due again later, none lost, none due at once.
+    pending = dict(await redis.zrange(keys.PENDING, 0, -1, withscores=True))
+    assert {k.decode() for k in pending} == set(users)
+    assert min(pending.values()) > now_ms
+    announced: list[str] = []
+
+    async def available(user_id: str, seen: datetime) -> None:
+        announced.append(user_id)
+
+    await redis.zadd(keys.PENDING, {user: now_ms - 1 for user in users})  # time passes
+    assert await PresenceSweeper(
+        redis, available, grace_ms=200, heartbeat_ttl_ms=1_000
+    ).sweep() == len(users)
+    assert sorted(announced) == users

@@ -230,8 +230,13 @@ def test_upload_an_image_with_progress(
     alice.shot("upload", "progress")
     thumb = bob.page.locator("li.msg img.thumb")
     pw.expect(thumb).to_be_visible()
-    loaded = thumb.evaluate("img => img.complete && img.naturalWidth > 0")
-    assert loaded
+    # The <img> is in the list (with its alt text) before its authorised blob
+    # fetch resolves and sets `src`: wait for the decoded picture, not the element.
+    bob.page.wait_for_function(
+        "() => [...document.querySelectorAll('li.msg img.thumb')]"
+        ".some((img) => img.currentSrc && img.complete && img.naturalWidth > 0)",
+        timeout=15_000,
+    )
     bob.shot("upload", "thumbnail")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +26,12 @@ S = TypeVar("S", bound=BaseSettings)
 Build = Callable[[S, Bus], AbstractAsyncContextManager[Router]]
 
 
+#: A drain still running this long after SIGTERM logs where every task waits (s):
+#: after the worker's `DRAIN_S` (6 s) and before a process manager's SIGKILL (10 s in
+#: the tests, 30 s in Kubernetes), so a slow shutdown explains itself in the log.
+STUCK_DRAIN_S = 8.0
+
+
 async def serve(name: str, settings: S, build: Build[S]) -> None:
     """Connect to NATS, serve the router until SIGTERM/SIGINT, then drain and close."""
     bus = await Bus.connect(settings.nats_url, name=name, randomize=settings.nats_randomize)
@@ -35,8 +43,20 @@ async def serve(name: str, settings: S, build: Build[S]) -> None:
         log.info("%s ready: %s", name, ", ".join(router.actions))
         await wait_for_shutdown()
         log.info("%s draining", name)
+        asyncio.get_running_loop().call_later(STUCK_DRAIN_S, log_waiting_tasks, name)
         await worker.stop()
     await bus.close()
+    log.info("%s stopped", name)
+
+
+def log_waiting_tasks(name: str) -> None:
+    """Log the stack of every task still running (a shutdown that takes too long)."""
+    stacks = []
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(limit=8, file=out)
+        stacks.append(out.getvalue())
+    log.warning("%s still draining; tasks:\n%s", name, "\n".join(stacks))
 
 
 class Store(Protocol):

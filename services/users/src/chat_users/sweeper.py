@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from chat_contracts import RetryableError
 from chat_runtime import presence as keys
 from chat_runtime.clock import Clock
 from chat_users.store import UserStore
@@ -146,10 +147,18 @@ class PresenceSweeper:
         announced = 0
         while True:
             flat = await self._due(keys=[keys.PENDING], args=[OFFLINE_BATCH])
-            for i in range(0, len(flat), 2):
-                user, seen_ms = _s(flat[i]), int(flat[i + 1])
+            due = [(_s(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+            for n, (user, seen_ms) in enumerate(due):
                 try:
                     await self._on_offline(user, datetime.fromtimestamp(seen_ms / 1000, UTC))
+                except RetryableError as exc:
+                    # The chats directory (groups, messages) does not answer: every other
+                    # user of the round would fail the same way (a rolling restart, a
+                    # shutdown), so the round ends here, with one line, not 200 tracebacks.
+                    log.warning("offline announcements paused (%s); %d retried", exc, len(due) - n)
+                    for later, later_seen in due[n:]:
+                        await self._requeue(later, later_seen)
+                    return announced
                 except Exception:
                     log.exception("offline announcement of %s failed; retried", user)
                     await self._requeue(user, seen_ms)
