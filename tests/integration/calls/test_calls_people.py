@@ -72,11 +72,12 @@ async def test_an_offline_callee_with_a_device_is_pushed_and_rings_on_connect(
 
     assert calls_stack.nats is not None
     bus = await Bus.connect(calls_stack.nats.url, name="calls-push-test")
-    pushes: asyncio.Queue[CallPush] = asyncio.Queue()
+    pushes: asyncio.Queue[tuple[CallPush, str | None]] = asyncio.Queue()
     decoder = msgspec.msgpack.Decoder(CallPush)
 
     async def on_push(msg: Msg) -> None:
-        pushes.put_nowait(decoder.decode(msg.data))
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+        pushes.put_nowait((decoder.decode(msg.data), msg_id))
 
     await bus.subscribe(subjects.CALL_PUSH, on_push)
     await bus.flush()
@@ -87,7 +88,10 @@ async def test_an_offline_callee_with_a_device_is_pushed_and_rings_on_connect(
         )
         assert ack["status"] == "ok", ack
         call_id = ack["callId"]
-        push = await asyncio.wait_for(pushes.get(), 5)
+        push, msg_id = await asyncio.wait_for(pushes.get(), 5)
+        # Written through JetStream (its de-duplication id), not a plain publish that a
+        # nats-server restart could lose.
+        assert msg_id == f"{call_id}:ring"
         assert push == CallPush(
             call_id=call_id, callee_id=bob, caller_id=alice, caller_name="Alice", call_type="video"
         )

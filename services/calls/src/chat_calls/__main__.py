@@ -41,6 +41,7 @@ async def build(settings: CallsSettings, bus: Bus) -> AsyncIterator[Router]:
                 ice=settings.ice,
                 clock=clock,
                 ids=TimeOrderedIds(clock),
+                push_storage=settings.push_stream_storage,
             )
             sweeper = asyncio.get_running_loop().create_task(
                 Sweeper(handlers, state, settings.call_sweep_interval_ms).run()

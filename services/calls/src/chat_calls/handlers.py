@@ -26,8 +26,9 @@ from chat_contracts.bus import (
     Devices,
     DevicesQuery,
 )
-from chat_runtime.bus import Bus, Publisher
+from chat_runtime.bus import Bus, Publisher, encode
 from chat_runtime.clock import Clock, IdGenerator
+from chat_runtime.jetstream import publish_durably
 from chat_runtime.worker import Router
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ class CallHandlers:
         ice: IceConfig,
         clock: Clock,
         ids: IdGenerator,
+        push_storage: str = "file",
     ) -> None:
         self._state = state
+        self._push_storage = push_storage
         self._store = store
         self._bus = bus
         self._publisher = Publisher(bus)
@@ -139,7 +142,8 @@ class CallHandlers:
                 caller_name=actor.name,
                 call_type=p.call_type,
             )
-            await self._publisher.event(subjects.CALL_PUSH, push)
+            # After the reply: the caller's ack does not wait for the stream's PubAck.
+            self._after_reply(self._push(push))
         return result
 
     async def answer(self, command: Command[c.CallAnswer]) -> o.Empty:
@@ -256,6 +260,22 @@ class CallHandlers:
         """Wait for the notices scheduled after replies (tests, shutdown)."""
         while self._later:
             await asyncio.gather(*self._later, return_exceptions=True)
+
+    async def _push(self, push: CallPush) -> None:
+        """Ring an offline callee's devices through the push stream, stored durably: a
+        plain publish is lost without a word if nats-server restarts before the
+        notifications worker reads it. Retried (same id, stored once) for as long as
+        the call may ring; a push after that would ring for a call that is over."""
+        stored = await publish_durably(
+            self._bus,
+            subjects.CALL_PUSH,
+            encode(push),
+            f"{push.call_id}:ring",
+            storage=self._push_storage,
+            give_up_after_s=self.timing.ring_ms / 1000,
+        )
+        if not stored:
+            log.error("call %s: the push stream took no ring push", push.call_id)
 
     def _after_reply(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
