@@ -336,6 +336,23 @@ async def test_a_socket_sending_garbage_is_disconnected(
     assert code == 1008
 
 
+async def test_an_event_on_a_namespace_we_do_not_serve_is_answered_over_websocket(
+    stack: Stack, edge_gateway: str, http: aiohttp.ClientSession, uid: Uid
+) -> None:
+    # The long-polling path answers it too (test_packets_python_socketio_cannot_parse...).
+    async with http.ws_connect(ws_url(edge_gateway)) as ws:
+        await open_ws(ws, stack.token(uid("ns")))
+        await ws.send_str('42/admin,3["groups:list",{}]')
+        reply = await ws.receive_str(timeout=5)
+        assert reply.startswith("433["), reply
+        ack = json.loads(reply[3:])[0]
+        assert (ack["code"], ack["error"]) == ("VALIDATION_ERROR", "unknown namespace /admin")
+        for i in range(REFUSED_PER_MIN):  # counted: the allowance runs out one sooner
+            await ws.send_str(f'42/admin,{10 + i}["groups:list",{{}}]')
+        code, _ = await closed_with(ws)
+    assert code == 1008
+
+
 async def test_a_polling_session_sending_garbage_is_disconnected(
     stack: Stack, edge_gateway: str, open_client: Open, uid: Uid
 ) -> None:

@@ -387,6 +387,13 @@ class LeanConnection(asyncio.Protocol):
             if packet.kind == wire.SIO_CONNECT:
                 error = '{"message":"Invalid namespace"}'
                 self.send_text(f"{wire.SIO_CONNECT_ERROR}{packet.namespace},{error}")
+                return
+            # As on the long-polling path (sio.py): refused, counted, and acked where
+            # the packet asks for an ack.
+            self.strike()
+            if packet.ack_id is not None and self.sio_connected:
+                reason = f"unknown namespace {packet.namespace}"
+                self.ack(packet.ack_id, acks.error(ErrorCode.VALIDATION_ERROR, reason))
             return
         kind = packet.kind
         if kind == wire.SIO_EVENT:
