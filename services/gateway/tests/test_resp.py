@@ -14,9 +14,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from chat_gateway.ratelimit import Bucket, RateLimiter, lease_size
 from chat_gateway.resp import RespError, ScriptRunner, encode_command, parse_reply
+from chat_runtime.redis_auth import with_login
+from chat_testkit.servers import Missing, RedisServer
 from chat_testkit.tls import self_signed
 
 
@@ -245,3 +248,44 @@ async def test_a_concurrent_burst_shares_one_block(redis_url: str) -> None:
         assert await limiter.take("u", bucket) > 0
     finally:
         limiter.close()
+
+
+@pytest.fixture(scope="module")
+def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server with an ACL user `chat` that may touch only `rl:*` keys."""
+    try:
+        server = RedisServer(
+            tmp_path_factory.mktemp("redis-acl"),
+            ("--user", "chat", "on", f">{ACL_PASSWORD}", "~rl:*", "+@all"),
+        )
+    except Missing as exc:
+        pytest.skip(str(exc))
+    yield server.url
+    server.stop()
+
+
+#: Characters a URL must encode: the login is percent-encoded into the URL.
+ACL_PASSWORD = "p@ss:w/rd%?"
+
+
+async def test_both_clients_log_in_as_the_acl_user_from_the_same_url(acl_redis: str) -> None:
+    url = with_login(acl_redis, "chat", ACL_PASSWORD)
+    limiter = RateLimiter(url)
+    try:
+        assert await limiter.take("u1", Bucket("t", per_second=5, burst=10)) == 0
+    finally:
+        limiter.close()
+    client = Redis.from_url(url)
+    try:
+        assert await client.set("rl:x", "1")
+        # The ACL is what admitted them: outside `rl:*` the same user is refused.
+        with pytest.raises(RedisError, match="no permissions"):
+            await client.set("other", "1")
+    finally:
+        await client.aclose()
+    wrong = ScriptRunner(with_login(acl_redis, "chat", "wrong"), "return 1")
+    try:
+        with pytest.raises(RespError, match="WRONGPASS"):
+            await wrong([], [])
+    finally:
+        wrong.close()

@@ -33,7 +33,7 @@ def test_defaults_with_a_secret() -> None:
         ({}, "CHAT_JWT_SECRET"),
         ({**VALID, "CHAT_GATEWAY_PORT": "eighty"}, "CHAT_GATEWAY_PORT"),
         ({**VALID, "CHAT_STORE": "postgres"}, "CHAT_STORE"),
-        ({**VALID, "CHAT_STORE": "mongo"}, "CHAT_MONGODB_URL"),
+        ({**VALID, "CHAT_NATS_USER": "gateway"}, "CHAT_NATS_PASSWORD"),
         ({"CHAT_JWT_PUBLIC_KEY": "pem", **CLAIMS}, "CHAT_JWT_ALGORITHM"),
         # Outside dev mode the audience and the issuer are required.
         ({"CHAT_JWT_SECRET": SECRET}, "CHAT_JWT_AUDIENCE"),
@@ -127,17 +127,22 @@ def test_the_dev_stack_environment_is_a_valid_configuration() -> None:
 
 
 def _k8s_values(name: str) -> dict[str, str]:
-    """The `CHAT_*: "value"` lines of a manifest in deploy/k8s (flat maps only)."""
+    """The `CHAT_*=value` lines of an env file in deploy/k8s."""
     path = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / name
-    pairs = re.findall(r'^\s+(CHAT_[A-Z0-9_]+):\s*"([^"]*)"', path.read_text(), re.M)
-    return dict(pairs)
+    return dict(re.findall(r"^(CHAT_[A-Z0-9_]+)=(.*)$", path.read_text(), re.M))
 
 
 def test_the_k8s_config_is_valid_and_its_secret_placeholder_is_not() -> None:
-    config = _k8s_values("configmap.yaml")
-    secret = _k8s_values("secret.yaml")
-    real = {"CHAT_JWT_SECRET": secrets.token_urlsafe(48), "CHAT_MONGODB_URL": "mongodb://m"}
+    config = _k8s_values("base/config.env")
+    example = _k8s_values("overlays/dev/secrets.env.example")
+    real = {"CHAT_JWT_SECRET": secrets.token_urlsafe(48)}
     s = load_settings(GatewaySettings, {**config, **real})
     assert s.trusted_proxies
     with pytest.raises(SettingsError, match="placeholder"):
-        load_settings(GatewaySettings, {**config, **secret})
+        load_settings(GatewaySettings, {**config, "CHAT_JWT_SECRET": example["CHAT_JWT_SECRET"]})
+
+
+def test_the_gateway_needs_no_store_url() -> None:
+    """One ConfigMap says CHAT_STORE=mongo for every pod; only workers get the URL."""
+    s = load_settings(GatewaySettings, {**VALID, "CHAT_STORE": "mongo"})
+    assert s.mongodb_url == ""

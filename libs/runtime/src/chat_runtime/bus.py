@@ -34,7 +34,9 @@ from chat_contracts.bus import (
     RoomsJoined,
 )
 from chat_contracts.ids import check_id
+from chat_runtime import trace
 from chat_runtime.joins import RecentJoins
+from chat_runtime.metrics import NATS_REQUEST_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +207,14 @@ class Bus:
     ) -> Reply:
         """Request/reply; no responders or a timeout become an UNAVAILABLE retry reply."""
         try:
-            msg = await self.nc.request(subject, payload, timeout=timeout_ms / 1000)
-        except (NoRespondersError, NatsTimeoutError):
+            msg = await self.nc.request(
+                subject, payload, timeout=timeout_ms / 1000, headers=trace.outgoing()
+            )
+        except NoRespondersError:
+            NATS_REQUEST_FAILURES.labels(subject, "no_responders").inc()
+            return unavailable()
+        except NatsTimeoutError:
+            NATS_REQUEST_FAILURES.labels(subject, "timeout").inc()
             return unavailable()
         return _reply_decoder.decode(msg.data)
 
@@ -264,8 +272,11 @@ class Bus:
         return reply_result(await self.request(subject, body, timeout_ms), result_type)
 
     async def publish(self, subject: str, data: bytes) -> None:
-        """Fire and forget (fan-out is at-most-once; `sync` repairs gaps)."""
-        await self.nc.publish(subject, data)
+        """Fire and forget (fan-out is at-most-once; `sync` repairs gaps).
+
+        The current trace (trace.py) rides along as a `traceparent` header.
+        """
+        await self.nc.publish(subject, data, headers=trace.outgoing())
 
     async def subscribe(
         self,

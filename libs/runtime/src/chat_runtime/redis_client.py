@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
@@ -69,10 +69,11 @@ def url_options(url: str) -> dict[str, Any]:
     primary's connections when the address comes from the sentinels."""
     parts = urlsplit(url)
     options: dict[str, Any] = {}
+    # Percent-encoded in the URL (`with_login` encodes; redis-py's from_url decodes).
     if parts.password:
-        options["password"] = parts.password
+        options["password"] = unquote(parts.password)
     if parts.username:
-        options["username"] = parts.username
+        options["username"] = unquote(parts.username)
     db = parts.path.strip("/") if parts.scheme != "unix" else ""
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     db = query.get("db", db)
@@ -113,10 +114,10 @@ def connect_redis(settings: RedisSettings, **options: Any) -> Redis:
     }
     sentinel = sentinel_of(settings)
     if sentinel is None:
-        return Redis.from_url(settings.redis_url, **options)
+        return Redis.from_url(settings.redis_address, **options)
     # Options given here win over the URL's (an ACL login from its own settings).
     client: Redis = sentinel.master_for(
-        settings.redis_sentinel_master, **{**url_options(settings.redis_url), **options}
+        settings.redis_sentinel_master, **{**url_options(settings.redis_address), **options}
     )
     return client
 

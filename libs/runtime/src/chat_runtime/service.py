@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import logging
+import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
+from chat_runtime import nats_auth
 from chat_runtime.bus import Bus
 from chat_runtime.logs import LIFECYCLE, setup_logging
-from chat_runtime.mongo import MongoSetupError, require_replica_set
+from chat_runtime.metrics import STORE_SECONDS
+from chat_runtime.mongo import MongoSetupError, connect_mongo, require_replica_set
+from chat_runtime.ops import PROCESS, Ops
 from chat_runtime.settings import BaseSettings, exit_on_error, load_settings
 from chat_runtime.worker import Router, Worker, run, wait_for_shutdown
 
@@ -32,20 +38,42 @@ Build = Callable[[S, Bus], AbstractAsyncContextManager[Router]]
 STUCK_DRAIN_S = 8.0
 
 
+async def start_ops(name: str, settings: BaseSettings) -> Ops:
+    """The process's ops server (when CHAT_HEALTH_PORT is set), "starting" until told."""
+    PROCESS.service = name
+    if settings.health_port is not None:
+        await PROCESS.serve(settings.health_host, settings.health_port)
+    return PROCESS
+
+
+def bus_check(bus: Bus) -> Callable[[], Any]:
+    """Readiness: the NATS connection is up."""
+
+    async def check() -> bool:
+        return bus.connected
+
+    return check
+
+
 async def serve(name: str, settings: S, build: Build[S]) -> None:
     """Connect to NATS, serve the router until SIGTERM/SIGINT, then drain and close."""
-    bus = await Bus.connect(settings.nats_url, name=name, randomize=settings.nats_randomize)
+    ops = await start_ops(name, settings)
+    bus = await nats_auth.connect(settings, name)
+    ops.add_check("nats", bus_check(bus))
     # Before serving: the first command may publish into a room someone just joined.
     await bus.track_joins(name)
     async with build(settings, bus) as router:
         worker = Worker(bus, router, settings.max_in_flight)
         await worker.start()
+        ops.started = True
         log.info("%s ready: %s", name, ", ".join(router.actions))
         await wait_for_shutdown()
+        ops.draining = True
         log.info("%s draining", name)
         asyncio.get_running_loop().call_later(STUCK_DRAIN_S, log_waiting_tasks, name)
         await worker.stop()
     await bus.close()
+    await ops.close()
     log.info("%s stopped", name)
 
 
@@ -83,16 +111,81 @@ async def opened_store(
     """
     if settings.store == "mongo":
         await require_replica_set(settings.mongodb_url)
-    store = (
-        mongo(settings.mongodb_url, settings.mongodb_db)
-        if settings.store == "mongo"
-        else sqlite(Path(settings.sqlite_dir) / file_name)
-    )
+        store = mongo(settings.mongodb_url, settings.mongodb_db)
+        PROCESS.add_check("store", mongo_check(settings))
+    else:
+        store = sqlite(Path(settings.sqlite_dir) / file_name)
+        PROCESS.add_check("store", sqlite_check(Path(settings.sqlite_dir)))
     await store.open()
     try:
-        yield store
+        yield timed(store)
     finally:
         await store.close()
+
+
+def mongo_check(settings: BaseSettings) -> Callable[[], Any]:
+    """Readiness: MongoDB answers a ping (a client of its own: one idle connection)."""
+    client, _ = connect_mongo(settings.mongodb_url, settings.mongodb_db)
+
+    async def check() -> bool:
+        await client.admin.command("ping")
+        return True
+
+    return check
+
+
+def sqlite_check(directory: Path) -> Callable[[], Any]:
+    """Readiness: the SQLite directory is still writable (a full or lost volume is not)."""
+
+    async def check() -> bool:
+        return os.access(directory, os.W_OK)
+
+    return check
+
+
+def timed(store: St) -> St:
+    """`store` with every coroutine method's latency in `chat_store_seconds`."""
+    return cast(St, _TimedStore(store))
+
+
+class _TimedStore:
+    """A transparent proxy; each method's wrapper is built once, on first use."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+        histogram = STORE_SECONDS.labels(name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await attr(*args, **kwargs)
+            finally:
+                histogram.observe(time.perf_counter() - started)
+
+        setattr(self, name, call)
+        return call
+
+
+def start_tracing(settings: BaseSettings, name: str) -> Callable[[], None]:
+    """Span export when CHAT_OTEL_ENDPOINT asks for it; the flush to call at exit.
+
+    Without the SDK installed, the setting stops the process at start (exit status 2).
+    """
+    if not settings.otel_endpoint:
+        return lambda: None
+    from chat_runtime import otel
+
+    try:
+        provider = otel.setup(settings.otel_endpoint, name)
+    except otel.OtelMissing as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return cast(Callable[[], None], provider.shutdown)
 
 
 def main(name: str, kind: type[S], build: Build[S]) -> None:
@@ -102,16 +195,19 @@ def main(name: str, kind: type[S], build: Build[S]) -> None:
     at start with a one-line message and exit status 2, like a bad setting.
     """
     settings = exit_on_error(lambda: load_settings(kind))
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format, name)
 
     async def _main() -> None:
         await serve(name, settings, build)
 
+    flush = start_tracing(settings, name)
     try:
         run(_main)
     except MongoSetupError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        flush()
 
 
 __all__ = ["main", "serve"]

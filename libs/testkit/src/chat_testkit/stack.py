@@ -20,7 +20,7 @@ import jwt
 from chat_contracts.services import BY_NAME, SERVICES, optional_setting
 from chat_testkit.cluster import NatsCluster
 from chat_testkit.sentinel import MASTER, RedisSentinelSet
-from chat_testkit.servers import NatsServer, RedisServer, ServiceProcess
+from chat_testkit.servers import NatsServer, RedisServer, ServiceProcess, nats_with_users
 
 AUDIENCE = "chat-test"
 ISSUER = "chat-test-issuer"
@@ -53,6 +53,9 @@ class Stack:
     #: every process finds the primary through the sentinels.
     redis_sentinel: bool = False
     sentinel: RedisSentinelSet | None = None
+    #: user -> password: NATS enforces the per-service users and each process logs in
+    #: as its own (None: an open NATS, as in development).
+    nats_passwords: dict[str, str] | None = None
 
     def nats_url(self, node: int = 0) -> str:
         """`CHAT_NATS_URL` for a process on `node`."""
@@ -99,8 +102,10 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.nats_nodes > 1:
             self.cluster = NatsCluster(self.workdir / "nats", self.nats_nodes)
-        else:
+        elif self.nats_passwords is None:
             self.nats = NatsServer(self.workdir)
+        else:
+            self.nats = nats_with_users(self.workdir, self.nats_passwords)
         if self.redis_sentinel:
             self.sentinel = RedisSentinelSet(self.workdir / "redis")
         else:
@@ -119,6 +124,9 @@ class Stack:
         `node` (by default the next one round robin)."""
         if node is None:
             node = len(self.processes) % self.nats_nodes
+        if self.nats_passwords is not None:
+            password = self.nats_passwords[service]
+            extra = {"CHAT_NATS_USER": service, "CHAT_NATS_PASSWORD": password, **extra}
         proc = ServiceProcess(service, self.env(node, **extra), self.workdir, name)
         self.processes[name] = proc
         self.node_of[name] = node

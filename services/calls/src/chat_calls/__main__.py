@@ -17,6 +17,7 @@ from chat_calls.store.sqlite import SqliteCallStore
 from chat_calls.sweeper import Sweeper
 from chat_runtime.bus import Bus
 from chat_runtime.clock import SystemClock, TimeOrderedIds
+from chat_runtime.ops import PROCESS
 from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import main, opened_store
 from chat_runtime.worker import Router
@@ -30,6 +31,7 @@ async def build(settings: CallsSettings, bus: Bus) -> AsyncIterator[Router]:
     sqlite: Callable[[Path], CallStore] = SqliteCallStore
     mongo: Callable[[str, str], CallStore] = MongoCallStore
     redis = connect_redis(settings)
+    PROCESS.add_check("redis", redis.ping)
     clock = SystemClock()
     state = CallState(redis, settings.timing)
     try:

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, SioConnection
 from chat_gateway.fanout import Delivery
 from chat_gateway.lean import Refused
+from chat_gateway.metrics import CONNECTS, REFUSALS, EventMetrics
 from chat_gateway.policy import HandshakeLimiter, TransportPolicy
 from chat_gateway.presence import Presence, PresenceEvents
 from chat_gateway.ratelimit import Bucket, RateLimiter, buckets_by_event
@@ -37,6 +39,7 @@ from chat_gateway.sessions import Sessions, sweep_forever
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.sio import GuardedServer
 from chat_gateway.typing_relay import TypingRelay
+from chat_runtime import trace
 from chat_runtime.batch import CommandBatcher
 from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, QueryError
@@ -114,7 +117,7 @@ class Gateway:
         )
         # Behind Sentinel, the limiter's own connection finds the primary the same way.
         self.limiter = RateLimiter(
-            settings.redis_url, settings.redis_timeout_ms, primary_locator(settings)
+            settings.redis_address, settings.redis_timeout_ms, primary_locator(settings)
         )
         self.typing = TypingRelay(
             bus, redis, self.registry, self.hidden, expiry_ms=settings.typing_expiry_ms
@@ -126,6 +129,7 @@ class Gateway:
         self._unserved = unserved(settings.optional_services)
         #: Set on SIGTERM: readiness fails from then on.
         self.draining = False
+        self.metrics = EventMetrics()
         self._background: set[asyncio.Task[None]] = set()
         self._local: dict[str, LocalHandler] = {
             "typing_start": self._typing_start,
@@ -143,13 +147,26 @@ class Gateway:
     def web_app(self) -> web.Application:
         """The aiohttp application: Socket.IO at /socket.io/, plus health endpoints."""
         app = web.Application()
-        self.sio.attach(app)
+        if "polling" in self.settings.transports:
+            self.sio.attach(app)
+        else:
+            # Direct WebSockets never reach aiohttp (lean.py serves them); what does is
+            # long-polling or an upgrade of a polling session: both refused, saying why.
+            app.router.add_route("*", "/socket.io/", self._polling_disabled)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         if self.settings.debug_endpoints:
             app.router.add_post("/debug/gc", self._debug_gc)
         clientfiles.mount(app, self.settings)
         return app
+
+    async def _polling_disabled(self, _request: web.Request) -> web.Response:
+        # Engine.IO's error body shape ({code, message}); code 0 = "Transport unknown".
+        message = (
+            "HTTP long-polling is disabled on this server (CHAT_TRANSPORTS=websocket): "
+            "connect with transports: ['websocket']"
+        )
+        return web.json_response({"code": 0, "message": message}, status=400)
 
     async def _debug_gc(self, _request: web.Request) -> web.Response:
         collected = gc.collect()
@@ -158,10 +175,25 @@ class Gateway:
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        redis_ok = False
+    async def redis_ready(self) -> bool:
+        """Redis answers a PING within a second."""
         with contextlib.suppress(RedisError, OSError, TimeoutError):
-            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=1))
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=1))
+        return False
+
+    def sockets_by_transport(self) -> dict[str, int]:
+        """Connected sockets by transport: `websocket` (direct or upgraded) or `polling`."""
+        counts = {"websocket": 0, "polling": 0}
+        for sock in self.registry.sockets.values():
+            conn = sock.conn
+            if isinstance(conn, SioConnection):
+                counts[self.sio.eio.transport(conn.eio_sid) or "polling"] += 1
+            else:
+                counts["websocket"] += 1
+        return counts
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        redis_ok = await self.redis_ready()
         ready = self.bus.connected and redis_ok and not self.draining
         body = {"nats": self.bus.connected, "redis": redis_ok}
         if self.draining:
@@ -243,14 +275,22 @@ class Gateway:
         list the user's chats do not answer. Any other failure is refused as INTERNAL
         (logged once with the socket id), never left unanswered.
         """
+        traced = trace.begin(name="connect")
+        user = trace.user.set(None)  # set once the token names the user
         try:
             await self._connect(conn, auth)
-        except Refused:
+        except Refused as exc:
+            REFUSALS.labels(str(exc.data.get("code"))).inc()
             raise
         except Exception:
             log.exception("handshake of %s failed", conn.sid)
             await self._forget(conn.sid)
+            REFUSALS.labels(ErrorCode.INTERNAL.value).inc()
             raise Refused("internal error", {"code": ErrorCode.INTERNAL.value}) from None
+        finally:
+            trace.end(traced)
+            trace.user.reset(user)
+        CONNECTS.inc()
 
     async def _connect(self, conn: Connection, auth: Any) -> None:
         wait_ms = self.handshakes.wait_ms(conn.peer)
@@ -266,6 +306,7 @@ class Gateway:
             log.info("handshake refused: %s", exc)
             raise Refused("unauthorized", {"code": ErrorCode.UNAUTHORIZED.value}) from None
         actor = session.actor
+        trace.user.set(actor.user_id)
         if len(self.registry.by_user.get(actor.user_id, ())) >= self.settings.max_sockets_per_user:
             log.info("handshake refused: %s holds too many sockets", actor.user_id)
             raise Refused("too many connections", {"code": ErrorCode.LIMIT_EXCEEDED.value})
@@ -314,19 +355,40 @@ class Gateway:
         Refused events (unknown, malformed, invalid) count against the socket's
         allowance (`Connection.strike`), since they are answered before the rate limit.
         Any unexpected failure is answered INTERNAL and logged once with the socket id.
+        Each event starts a trace (its id in every log line and NATS header it causes)
+        and is counted with its ack status, code and latency.
         """
+        started = time.perf_counter()
+        traced = trace.begin(name=event)
+        known = self.registry.sockets.get(sid)
+        user = trace.user.set(known.actor.user_id if known is not None else None)
         route = BY_EVENT.get(event)
         try:
-            if route is None:
-                ack = acks.error(ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event")
-            elif event in self._unserved:
-                message = f"{event} is not served by this deployment"
-                ack = acks.error(ErrorCode.NOT_IMPLEMENTED, message)
-            else:
-                ack = await self._dispatch(route, self._bucket_of[event], sid, data)
-        except Exception:
-            log.exception("event %r of %s failed", event, sid)
-            ack = acks.error(ErrorCode.INTERNAL, "internal error")
+            try:
+                if route is None:
+                    ack = acks.error(
+                        ErrorCode.VALIDATION_ERROR, f"unknown event {event!r}", "event"
+                    )
+                elif event in self._unserved:
+                    message = f"{event} is not served by this deployment"
+                    ack = acks.error(ErrorCode.NOT_IMPLEMENTED, message)
+                else:
+                    ack = await self._dispatch(route, self._bucket_of[event], sid, data)
+            except Exception:
+                log.exception("event %r of %s failed", event, sid)
+                ack = acks.error(ErrorCode.INTERNAL, "internal error")
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s %s in %.2f ms",
+                    event,
+                    ack["status"],
+                    ack.get("code", ""),
+                    (time.perf_counter() - started) * 1000,
+                )
+        finally:
+            trace.end(traced)
+            trace.user.reset(user)
+        self.metrics.observe(event, ack["status"], ack.get("code"), time.perf_counter() - started)
         if ack.get("code") == ErrorCode.VALIDATION_ERROR:
             sock = self.registry.sockets.get(sid)
             if sock is not None:

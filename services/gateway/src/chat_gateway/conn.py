@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from engineio import packet as eio_packet
 
 from chat_gateway import wire
+from chat_gateway.metrics import SLOW_CLIENT_CUTOFFS
 from chat_gateway.policy import TokenBucket, TransportPolicy
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class SioConnection:
         self._queued += len(frame.text)
         if self._queued > self.policy.max_write_buffer:
             log.warning("closing slow client %s (%d bytes unsent)", self.sid, self._queued)
+            SLOW_CLIENT_CUTOFFS.inc()
             self._queued = 0
             self.close()
             return

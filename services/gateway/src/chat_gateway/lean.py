@@ -36,6 +36,7 @@ from chat_contracts import ErrorCode
 from chat_gateway import acks, handshake, wire
 from chat_gateway.conn import OutFrame
 from chat_gateway.inbox import Inbox
+from chat_gateway.metrics import SLOW_CLIENT_CUTOFFS
 from chat_gateway.policy import PendingConnections, TokenBucket, TransportPolicy
 from chat_gateway.wire import CloseCode
 
@@ -498,6 +499,7 @@ class LeanConnection(asyncio.Protocol):
         limit = self.server.max_write_buffer
         if transport.get_write_buffer_size() > limit:
             log.warning("closing slow client %s (%d bytes unsent)", self.sid, limit)
+            SLOW_CLIENT_CUTOFFS.inc()
             transport.abort()
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))

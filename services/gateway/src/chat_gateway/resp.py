@@ -16,7 +16,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.exceptions import RedisError
 
@@ -246,8 +246,9 @@ class ScriptRunner(asyncio.Protocol):
             db = parse_qs(url.query).get("db", [""])[-1]
         try:
             if url.password:
-                auth = [url.username.encode()] if url.username else []
-                await self._checked(b"AUTH", *auth, url.password.encode())
+                # Percent-encoded in the URL (redis-py decodes them the same way).
+                auth = [unquote(url.username).encode()] if url.username else []
+                await self._checked(b"AUTH", *auth, unquote(url.password).encode())
             if db and db != "0":
                 await self._checked(b"SELECT", db.encode())
         except BaseException:

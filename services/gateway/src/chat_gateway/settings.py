@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
+
+import msgspec
 
 from chat_contracts import limits, services
 from chat_runtime.auth import MIN_SECRET_BYTES, PLACEHOLDER_SECRETS, check_jwt_config
@@ -16,6 +18,8 @@ __all__ = ["MIN_SECRET_BYTES", "PLACEHOLDER_SECRETS", "GatewaySettings"]
 
 class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     """Everything the gateway reads from the environment."""
+
+    uses_store: ClassVar[bool] = False
 
     #: HS256 shared secret; or `jwt_public_key` (PEM text or a path to a PEM/JWKS file).
     jwt_secret: str = ""
@@ -102,6 +106,12 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
     web_client_dir: str = ""
     #: The media service the web client's `/v1/...` requests are forwarded to.
     web_media_url: str = ""
+    #: `websocket,polling`, or `websocket` alone: long-polling needs every request of a
+    #: session on this process (session affinity at the edge), which a WebSocket-only
+    #: production avoids; polling requests then get a 400 that names this setting.
+    transports: list[Literal["websocket", "polling"]] = msgspec.field(
+        default_factory=lambda: ["websocket", "polling"]
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -123,6 +133,8 @@ class GatewaySettings(RedisSettings, kw_only=True, frozen=True):
         scheme = urlsplit(self.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"CHAT_REDIS_URL: unsupported scheme {scheme!r}")
+        if "websocket" not in self.transports:
+            raise ValueError("CHAT_TRANSPORTS must include websocket (websocket[,polling])")
 
     @property
     def node_id(self) -> str:

@@ -21,12 +21,13 @@ from nats.errors import Error as NatsError
 
 from chat_contracts import subjects
 from chat_contracts.bus import CallPush, MessagePushes
-from chat_runtime.bus import Bus
+from chat_runtime import nats_auth
 from chat_runtime.clock import SystemClock
 from chat_runtime.jetstream import PullConsumer
 from chat_runtime.logs import LIFECYCLE, setup_logging
+from chat_runtime.nats_auth import NOTIFICATIONS
 from chat_runtime.redis_client import connect_redis
-from chat_runtime.service import opened_store
+from chat_runtime.service import bus_check, opened_store, start_ops, start_tracing
 from chat_runtime.settings import RedisSettings, exit_on_error, load_settings
 from chat_runtime.worker import run, wait_for_shutdown
 from chat_users.directory import ChatDirectory
@@ -136,8 +137,11 @@ class Handler:
 
 async def serve(settings: NotificationsSettings) -> None:
     """Consume until SIGTERM/SIGINT."""
-    bus = await Bus.connect(settings.nats_url, name="notifications")
+    ops = await start_ops(NOTIFICATIONS, settings)
+    bus = await nats_auth.connect(settings, NOTIFICATIONS)
+    ops.add_check("nats", bus_check(bus))
     redis = connect_redis(settings)
+    ops.add_check("redis", redis.ping)
     sqlite: Callable[[Path], UserStore] = SqliteUserStore
     mongo: Callable[[str, str], UserStore] = MongoUserStore
     by_kind = providers(settings)
@@ -160,11 +164,13 @@ async def serve(settings: NotificationsSettings) -> None:
             storage=settings.push_stream_storage,
         )
         task = asyncio.ensure_future(consumer.run())
+        ops.started = True
         lifecycle.info(
             "notifications ready: %s",
             ", ".join(f"{kind}={p.name}" for kind, p in sorted(by_kind.items())),
         )
         await wait_for_shutdown()
+        ops.draining = True
         lifecycle.info("notifications draining")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -174,13 +180,18 @@ async def serve(settings: NotificationsSettings) -> None:
     await redis.aclose()
     with contextlib.suppress(NatsError):
         await bus.close()
+    await ops.close()
 
 
 def main() -> None:
     """Entry point."""
     settings = exit_on_error(lambda: load_settings(NotificationsSettings))
-    setup_logging(settings.log_level)
-    run(lambda: serve(settings))
+    setup_logging(settings.log_level, settings.log_format, NOTIFICATIONS)
+    flush = start_tracing(settings, NOTIFICATIONS)
+    try:
+        run(lambda: serve(settings))
+    finally:
+        flush()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""What a platform sees of the processes: ops port, metrics, transports policy."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import socketio
+
+from chat_testkit.client import ChatClient
+from chat_testkit.servers import ServiceProcess
+from chat_testkit.stack import Stack
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        yield session
+
+
+@contextmanager
+def extra(stack: Stack, service: str, name: str, **env: str) -> Iterator[ServiceProcess]:
+    """One more process of `service` with its ops port on; stopped (and drained) after."""
+    extra_env = {"CHAT_HEALTH_PORT": "0", **env}
+    if service == "gateway":
+        extra_env["CHAT_GATEWAY_ID"] = name
+    proc = stack.add(service, name, **extra_env)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        code = proc.stop()
+        del stack.processes[name]
+        assert code == 0, proc.tail()
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one sample in the Prometheus text format (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "")
+    match = re.search(rf"^{pattern} (\S+)$", metrics, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_a_gateway_serves_health_readiness_and_metrics(
+    stack: Stack, http: aiohttp.ClientSession, uid: Callable[[str], str]
+) -> None:
+    with extra(stack, "gateway", "gateway-ops") as gw:
+        async with http.get(gw.ops_url + "/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(gw.ops_url + "/readyz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["checks"] == {"nats": True, "redis": True}
+        client = ChatClient("ops")
+        await client.connect(gw.url, stack.token(uid("ops")), transports=["websocket"])
+        try:
+            ack = await client.call("group:create", {"name": "ops", "memberIds": []})
+            assert ack["status"] == "ok"
+            bad = await client.call("group:create", {"name": 5})
+            assert bad["code"] == "VALIDATION_ERROR"
+            async with http.get(gw.ops_url + "/metrics") as resp:
+                text = await resp.text()
+        finally:
+            await client.close()
+        assert sample(text, "chat_gateway_sockets", transport="websocket") == 1
+        assert sample(text, "chat_gateway_connects_total") == 1
+        assert sample(text, "chat_gateway_events_total", event="group:create") == 2
+        assert sample(text, "chat_gateway_acks_total", status="ok", code="") == 1
+        assert sample(text, "chat_gateway_acks_total", status="error", code="VALIDATION_ERROR") == 1
+        count = sample(text, "chat_gateway_ack_seconds_count", event="group:create")
+        assert count == 2
+        # group:create fans out group:created to the creator's other sockets (none here)
+        # and joins the room: the counter exists and is read at scrape time.
+        assert "chat_gateway_fanout_deliveries_total" in text
+
+
+async def test_a_refused_handshake_is_counted_by_code(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    with extra(stack, "gateway", "gateway-refusals") as gw:
+        client = ChatClient("refused")
+        try:
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await client.connect(gw.url, "not-a-token")
+        finally:
+            await client.close()
+        async with http.get(gw.ops_url + "/metrics") as resp:
+            text = await resp.text()
+        assert sample(text, "chat_gateway_connect_refusals_total", code="UNAUTHORIZED") == 1
+        assert sample(text, "chat_gateway_connects_total") == 0
+
+
+async def test_a_worker_serves_health_and_readiness(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    with extra(stack, "groups", "groups-ops") as worker:
+        async with http.get(worker.ops_url + "/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(worker.ops_url + "/readyz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["checks"] == {"nats": True, "store": True}
+        async with http.get(worker.ops_url + "/metrics") as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            assert "chat_worker_commands" in await resp.text()
+
+
+async def test_a_websocket_only_gateway_refuses_polling_naming_the_setting(
+    stack: Stack, http: aiohttp.ClientSession, uid: Callable[[str], str]
+) -> None:
+    with extra(stack, "gateway", "gateway-ws-only", CHAT_TRANSPORTS="websocket") as gw:
+        async with http.get(gw.url + "/socket.io/?EIO=4&transport=polling") as resp:
+            assert resp.status == 400
+            assert "CHAT_TRANSPORTS=websocket" in (await resp.json())["message"]
+        client = ChatClient("ws-only")
+        await client.connect(gw.url, stack.token(uid("ws")), transports=["websocket"])
+        try:
+            assert (await client.call("groups:list", {}))["status"] == "ok"
+        finally:
+            await client.close()
