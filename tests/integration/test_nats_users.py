@@ -8,10 +8,12 @@ up here as a NATS permissions violation, long before a production install would.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from chat_runtime import nats_auth
@@ -19,6 +21,7 @@ from chat_testkit.client import ChatClient
 from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
 from tests.integration.calls.conftest import OFFER
+from tests.integration.media_client import MediaUser, pdf_bytes
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,35 @@ async def test_every_flow_runs_under_per_service_users(users_stack: Stack) -> No
             assert ack["status"] == "ok", ack
             rejected = await alice_a.wait_for("call:rejected")
             assert rejected["reason"] == "offline"
+        if "media" in users_stack.workers:
+            await media_flow(users_stack, alice_a, group_id, alice, bob)
     finally:
         await alice_a.close()
         await bob_b.close()
     assert violations(users_stack) == []
+
+
+async def media_flow(
+    stack: Stack, sock: ChatClient, group_id: str, owner: str, member: str
+) -> None:
+    """Upload (progress to the uploader's user subject), claim (messages asks media),
+    a member's download (media asks groups), deletion (the MEDIA stream's consumer)."""
+    async with aiohttp.ClientSession() as http:
+        uploader, reader = MediaUser(stack, http, owner), MediaUser(stack, http, member)
+        done = await uploader.upload("perm.pdf", pdf_bytes(5_000))
+        assert (await sock.wait_for("upload:complete"))["mediaUrl"] == done["mediaUrl"]
+        payload = {"clientMessageId": uuid.uuid4().hex, "groupId": group_id}
+        sent = await sock.call(
+            "message:send", {**payload, "type": "FILE", "mediaUrl": done["mediaUrl"]}
+        )
+        assert sent["status"] == "ok", sent
+        assert (await reader.get(done["mediaUrl"]))[0] == 200
+        deleted = await sock.call(
+            "message:delete", {"messageId": sent["message"]["id"], "deleteForEveryone": True}
+        )
+        assert deleted["status"] == "ok", deleted
+        for _ in range(250):  # 5 s at most for the consumer to handle the deletion
+            if (await reader.get(done["mediaUrl"]))[0] == 404:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("media still served after its message was deleted")

@@ -92,18 +92,27 @@ def worker_access(domain: str, queries: tuple[str, ...] = ()) -> Access:
     )
 
 
-#: The push stream's JetStream API: publishers make sure the stream exists
-#: (chat_runtime.jetstream.ensure_push_stream); the consumer also manages its durable
-#: consumer and pulls batches. Acks go to the messages' reply subjects (responses).
-PUSH_STREAM_API = (
-    f"$JS.API.STREAM.CREATE.{subjects.PUSH_STREAM}",
-    f"$JS.API.STREAM.INFO.{subjects.PUSH_STREAM}",
-)
-PUSH_CONSUMER_API = (
-    f"$JS.API.CONSUMER.*.{subjects.PUSH_STREAM}.>",  # INFO, CREATE
-    f"$JS.API.CONSUMER.DURABLE.CREATE.{subjects.PUSH_STREAM}.>",
-    f"$JS.API.CONSUMER.MSG.NEXT.{subjects.PUSH_STREAM}.>",  # pull a batch
-)
+def stream_api(stream: str) -> tuple[str, ...]:
+    """A stream's JetStream API for the processes that make sure it exists
+    (`add_stream`: create, or find it there)."""
+    return (f"$JS.API.STREAM.CREATE.{stream}", f"$JS.API.STREAM.INFO.{stream}")
+
+
+def consumer_api(stream: str) -> tuple[str, ...]:
+    """A durable pull consumer's JetStream API on `stream` (chat_runtime.jetstream.
+    PullConsumer): look it up, create it, pull batches. Acks go to the delivered
+    messages' reply subjects (`allow_responses`)."""
+    return (
+        f"$JS.API.CONSUMER.*.{stream}.>",  # INFO, CREATE
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",  # pull a batch
+    )
+
+
+#: The push stream: publishers make sure it exists (chat_runtime.jetstream.
+#: ensure_push_stream); the notifications worker consumes it.
+PUSH_STREAM_API = stream_api(subjects.PUSH_STREAM)
+PUSH_CONSUMER_API = consumer_api(subjects.PUSH_STREAM)
 #: The push worker (`python -m chat_users.notifications`): a process of the users
 #: service with a NATS user of its own.
 NOTIFICATIONS = "notifications"
@@ -123,6 +132,8 @@ QUERIES: dict[str, tuple[str, ...]] = {
         subjects.command(subjects.GROUPS, "mine"),
         # Who a user blocks or is blocked by (chat_runtime.blocks.HiddenSets).
         subjects.command(subjects.USERS, "hidden"),
+        # A message's `mediaUrl` is vetted by the media service (chat_messages.media).
+        subjects.command(subjects.MEDIA, subjects.MEDIA_CLAIM),
         *PUSH_STREAM_API,
     ),
     subjects.USERS: (
@@ -133,6 +144,14 @@ QUERIES: dict[str, tuple[str, ...]] = {
         subjects.command(subjects.USERS, "block_state"),
         subjects.command(subjects.USERS, "devices"),
         *PUSH_STREAM_API,
+    ),
+    # Who may read a media (chat_media.access): a group's members, a user's chats; and
+    # the deletions stream it makes and consumes (`evt.messages.deleted`).
+    subjects.MEDIA: (
+        subjects.command(subjects.GROUPS, "membership"),
+        subjects.command(subjects.MESSAGES, "mine"),
+        *stream_api(subjects.MEDIA_STREAM),
+        *consumer_api(subjects.MEDIA_STREAM),
     ),
 }
 

@@ -55,13 +55,18 @@ def bus_check(bus: Bus) -> Callable[[], Any]:
     return check
 
 
-async def serve(name: str, settings: S, build: Build[S]) -> None:
-    """Connect to NATS, serve the router until SIGTERM/SIGINT, then drain and close."""
+async def serve(name: str, settings: S, build: Build[S], *, rooms: bool = True) -> None:
+    """Connect to NATS, serve the router until SIGTERM/SIGINT, then drain and close.
+
+    `rooms=False`: the service never publishes into rooms (media: to users only), so it
+    does not follow the other workers' room joins.
+    """
     ops = await start_ops(name, settings)
     bus = await nats_auth.connect(settings, name)
     ops.add_check("nats", bus_check(bus))
-    # Before serving: the first command may publish into a room someone just joined.
-    await bus.track_joins(name)
+    if rooms:
+        # Before serving: the first command may publish into a room someone just joined.
+        await bus.track_joins(name)
     async with build(settings, bus) as router:
         worker = Worker(bus, router, settings.max_in_flight)
         await worker.start()
@@ -188,8 +193,8 @@ def start_tracing(settings: BaseSettings, name: str) -> Callable[[], None]:
     return cast(Callable[[], None], provider.shutdown)
 
 
-def main(name: str, kind: type[S], build: Build[S]) -> None:
-    """Entry point of `python -m chat_<service>`.
+def main(name: str, kind: type[S], build: Build[S], *, rooms: bool = True) -> None:
+    """Entry point of `python -m chat_<service>` (`rooms`: see `serve`).
 
     A MongoDB that cannot serve the stores (standalone, unreachable) stops the process
     at start with a one-line message and exit status 2, like a bad setting.
@@ -198,7 +203,7 @@ def main(name: str, kind: type[S], build: Build[S]) -> None:
     setup_logging(settings.log_level, settings.log_format, name)
 
     async def _main() -> None:
-        await serve(name, settings, build)
+        await serve(name, settings, build, rooms=rooms)
 
     flush = start_tracing(settings, name)
     try:

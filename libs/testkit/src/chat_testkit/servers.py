@@ -196,8 +196,10 @@ class RedisServer(_Process):
             return False
 
 
-#: HTTP services (gateway, media) log their bound port in the ready line.
-_GATEWAY_READY = re.compile(rb"(?:gateway|media) ready on http://[^:]+:(\d+)")
+#: HTTP services log their bound port: the gateway in its ready line, media before
+#: its ("media ready: ..." follows once its NATS worker serves too).
+_HTTP_PORT = re.compile(rb"(?:gateway ready|media http) on http://[^:]+:(\d+)")
+_GATEWAY_READY = b"gateway ready on "
 _OPS_READY = re.compile(rb" ops on http://[^:]+:(\d+)")
 
 
@@ -221,11 +223,10 @@ class ServiceProcess(_Process):
 
         def ready() -> bool:
             text = self.log.read_bytes()
-            match = _GATEWAY_READY.search(text)
+            match = _HTTP_PORT.search(text)
             if match:
                 self.port = int(match.group(1))
-                return True
-            return b" ready: " in text
+            return b" ready: " in text or _GATEWAY_READY in text
 
         _wait(ready, self.name, self.proc, self.log)
 

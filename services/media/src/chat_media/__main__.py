@@ -1,4 +1,10 @@
-"""`python -m chat_media`: the media HTTP API plus its NATS worker (settings from `CHAT_*`)."""
+"""`python -m chat_media`: the media HTTP API plus its NATS worker (settings from `CHAT_*`).
+
+The runtime's service plumbing (chat_runtime.service) as every worker: NATS login and
+TLS, the ops port (`CHAT_HEALTH_PORT`: /healthz, /readyz, /metrics), the log format,
+trace ids, the bounded drain. `build` adds the HTTP server, the upload sweeper and the
+deletions consumer for as long as `cmd.media.*` is served.
+"""
 
 from __future__ import annotations
 
@@ -26,14 +32,12 @@ from chat_runtime.auth import TokenVerifier
 from chat_runtime.bus import Bus, Publisher
 from chat_runtime.clock import SystemClock, TimeOrderedIds
 from chat_runtime.jetstream import PullConsumer
-from chat_runtime.logs import LIFECYCLE, setup_logging
+from chat_runtime.logs import LIFECYCLE
+from chat_runtime.service import main as service_main
 from chat_runtime.service import opened_store
-from chat_runtime.settings import exit_on_error, load_settings
-from chat_runtime.worker import Worker, run, wait_for_shutdown
+from chat_runtime.worker import Router
 
 SQLITE_FILE = "media.sqlite3"
-#: How long the last NATS drain may take at shutdown (the stack's SIGKILL comes at 10 s).
-DRAIN_TIMEOUT_S = 3.0
 log = logging.getLogger(LIFECYCLE)
 
 
@@ -52,12 +56,10 @@ async def opened_storage(settings: MediaSettings) -> AsyncIterator[Storage]:
         await storage.close()
 
 
-async def serve(settings: MediaSettings) -> None:
-    """Connect, serve HTTP and `cmd.media.*` until SIGTERM, then drain and close."""
-    # No `track_joins`: media publishes to user subjects only, never into rooms.
-    bus = await Bus.connect(
-        settings.nats_url, name=subjects.MEDIA, randomize=settings.nats_randomize
-    )
+@asynccontextmanager
+async def build(settings: MediaSettings, bus: Bus) -> AsyncIterator[Router]:
+    """Store, storage, HTTP server, sweeper and deletions consumer, for as long as the
+    router serves; on the way out the background work stops, then the HTTP server."""
     async with AsyncExitStack() as stack:
         sqlite: type[MediaStore] = SqliteMediaStore
         mongo: type[MediaStore] = MongoMediaStore
@@ -100,15 +102,15 @@ async def serve(settings: MediaSettings) -> None:
         )
         runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=False)
         await runner.setup()
+        stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.media_host, settings.media_port)
         await site.start()
         port = runner.addresses[0][1]
         if not urls.base:
             urls.base = f"http://{settings.media_host}:{port}"
-
-        router = build_router(access)
-        worker = Worker(bus, router, settings.max_in_flight)
-        await worker.start()
+        # The bound port (0 asks for a free one); "media ready: ..." follows once
+        # `cmd.media.*` is served too.
+        log.info("media http on http://%s:%d (public %s)", settings.media_host, port, urls.base)
         # Deletions come through a durable JetStream consumer shared by the replicas.
         await ensure_media_stream(bus)
         cleanup = PullConsumer(
@@ -120,34 +122,20 @@ async def serve(settings: MediaSettings) -> None:
         )
         loop = asyncio.get_running_loop()
         background = [loop.create_task(uploads.run_sweeper()), loop.create_task(cleanup.run())]
-        log.info("media ready on http://%s:%d (public %s)", settings.media_host, port, urls.base)
-        await wait_for_shutdown()
-        log.info("media draining")
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await worker.stop()
-        await runner.cleanup()
-    try:
-        # A JetStream request cut short by the shutdown (a NATS node down: the consumer
-        # was re-subscribing) can leave an inbox that drain would wait 30 s for.
-        await asyncio.wait_for(bus.close(), DRAIN_TIMEOUT_S)
-    except TimeoutError:
-        log.warning("media: NATS drain took over %.0f s; closing", DRAIN_TIMEOUT_S)
-        await bus.nc.close()
+        try:
+            yield build_router(access)
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def main() -> None:
     """Entry point."""
-    settings = exit_on_error(lambda: load_settings(MediaSettings))
-    setup_logging(settings.log_level)
-
-    async def _main() -> None:
-        await serve(settings)
-
-    run(_main)
+    # Media publishes to user subjects only, never into rooms: no room joins to follow.
+    service_main(subjects.MEDIA, MediaSettings, build, rooms=False)
 
 
 if __name__ == "__main__":
