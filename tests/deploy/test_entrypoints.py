@@ -170,6 +170,9 @@ def test_the_deployment_command_starts_with_only_its_declared_dependencies(
         CHAT_HEALTH_PORT="0",
         CHAT_GATEWAY_HOST="127.0.0.1",
         CHAT_GATEWAY_PORT="0",
+        CHAT_MEDIA_HOST="127.0.0.1",
+        CHAT_MEDIA_PORT="0",
+        CHAT_MEDIA_DIR=str(tmp_path / "media"),
     )
     assert container["command"][:2] == ["python", "-m"]
     service = module.removeprefix("chat_")

@@ -16,6 +16,7 @@ import yaml
 
 from chat_contracts import services
 from chat_gateway.settings import GatewaySettings
+from chat_media.http import Urls
 from chat_runtime.settings import BaseSettings, SettingsError, load_settings
 from tests.deploy.k8s import (
     CUSTOM_KINDS,
@@ -319,8 +320,8 @@ def test_only_the_edge_reaches_gateway_and_media(
                 reachable.add(
                     policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
                 )
-    expected = {"gateway", "media"} if overlay == "full" else {"gateway"}
-    assert reachable == expected
+    deployed = {d["metadata"]["name"] for d in deployments(rendered, overlay)}
+    assert reachable == {"gateway", "media"} & deployed
 
 
 # --------------------------------------------------------------------------- edge
@@ -346,12 +347,28 @@ def test_the_edge_is_gateway_api_with_long_route_timeouts(
         assert duration_s(rule["timeouts"][name]) > silent_s
     service = by_name(objects, "Service")["gateway"]
     assert [p["appProtocol"] for p in service["spec"]["ports"]] == ["kubernetes.io/ws"]
+    if "media" in {d["metadata"]["name"] for d in deployments(rendered, overlay)}:
+        (media,) = routes["media"]["spec"]["rules"]
+        assert [b["name"] for b in media["backendRefs"]] == ["media"]
+        # Every URL the media service hands out or serves reaches it, and nothing else.
+        urls = Urls("")
+        served = [urls.upload("u1"), urls.tus("u1"), urls.media("m1"), urls.thumbnail("m1")]
+        for path in [*served, "/v1/openapi.json"]:
+            assert any(path_matches(m["path"], path) for m in media["matches"]), path
+        assert not any(path_matches(m["path"], "/socket.io/") for m in media["matches"])
     if overlay == "full":
-        media = routes["media"]["spec"]["rules"][0]
-        assert media["matches"][0]["path"]["value"] == "/v1/"
         assert rule["sessionPersistence"]["type"] == "Cookie"
     else:
         assert "sessionPersistence" not in rule
+
+
+def path_matches(match: Obj, path: str) -> bool:
+    """Whether an HTTPRoute path match takes `path` (PathPrefix: whole segments)."""
+    value: str = match["value"]
+    if match["type"] == "Exact":
+        return path == value
+    assert match["type"] == "PathPrefix", match
+    return path == value or path.startswith(value.rstrip("/") + "/")
 
 
 def test_dependency_manifests_validate() -> None:

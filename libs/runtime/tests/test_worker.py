@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -12,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor, Command, MembersQuery
 from chat_runtime.bus import Bus, QueryError, result_decoder
-from chat_runtime.worker import Router, Worker
+from chat_runtime.worker import Router, Worker, cancel_tasks
 
 ACTOR = Actor(user_id="alice", name="Alice")
 
@@ -111,3 +112,26 @@ async def test_query_of_an_unreadable_result_is_a_query_error(bus: Bus) -> None:
 def test_result_decoders_are_built_once_per_type() -> None:
     assert result_decoder(Echo) is result_decoder(Echo)
     assert result_decoder(Echo) is not result_decoder(Wrong)
+
+
+async def test_cancel_tasks_ends_a_task_that_swallowed_its_cancellation() -> None:
+    """As a sweep loop does when Python 3.11's wait_for drops the cancellation."""
+    swallowed = 0
+
+    async def sweep_loop() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # the loop goes on, as if the round had just completed
+
+    stubborn = asyncio.ensure_future(sweep_loop())
+    polite = asyncio.ensure_future(asyncio.sleep(60))
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(cancel_tasks([stubborn, polite]), 1.0)
+    assert stubborn.cancelled()
+    assert polite.cancelled()
+    assert swallowed == 1

@@ -302,6 +302,31 @@ class Worker:
                 log.warning("a command still runs at shutdown: %s", task.get_stack(limit=5))
 
 
+#: A cancelled background task still running after this is cancelled again (s).
+RECANCEL_S = 0.1
+
+
+async def cancel_tasks(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Cancel background `tasks` and wait until every one has ended.
+
+    A task still running RECANCEL_S later is cancelled again: Python 3.11's
+    `asyncio.wait_for` (redis-py wraps each socket write in one when `socket_timeout` is
+    set) can return the awaited result and drop a cancellation that arrives just as it
+    completes (bpo-42130, fixed in 3.12), after which a sweep loop runs on until SIGKILL.
+    """
+    pending = set(tasks)
+    for task in pending:
+        task.cancel()
+    while pending:
+        done, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+        for task in pending:
+            log.warning("a background task outlived its cancellation; cancelled again")
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background task failed at shutdown", exc_info=task.exception())
+
+
 async def wait_for_shutdown() -> None:
     """Return on SIGTERM or SIGINT."""
     stop = asyncio.Event()

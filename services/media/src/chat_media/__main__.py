@@ -9,7 +9,6 @@ deletions consumer for as long as `cmd.media.*` is served.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -35,7 +34,7 @@ from chat_runtime.jetstream import PullConsumer
 from chat_runtime.logs import LIFECYCLE
 from chat_runtime.service import main as service_main
 from chat_runtime.service import opened_store
-from chat_runtime.worker import Router
+from chat_runtime.worker import Router, cancel_tasks
 
 SQLITE_FILE = "media.sqlite3"
 log = logging.getLogger(LIFECYCLE)
@@ -125,11 +124,7 @@ async def build(settings: MediaSettings, bus: Bus) -> AsyncIterator[Router]:
         try:
             yield build_router(access)
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_tasks(background)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,7 +14,7 @@ from chat_runtime.clock import SystemClock
 from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import main, opened_store
 from chat_runtime.settings import RedisSettings
-from chat_runtime.worker import Router
+from chat_runtime.worker import Router, cancel_tasks
 from chat_users import domain
 from chat_users.directory import ChatDirectory
 from chat_users.handlers import DOMAIN, user_handlers
@@ -82,11 +81,7 @@ async def build(settings: UsersSettings, bus: Bus) -> AsyncIterator[Router]:
         try:
             yield handlers.router()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_tasks(tasks)
             await redis.aclose()
 
 
