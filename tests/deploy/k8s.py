@@ -2,8 +2,8 @@
 
 The overlays are rendered from a copy of the tree, where the dev overlay's git-ignored
 `secrets.env` is made from its committed example, and where a third overlay, `full`,
-is prod with every optional component switched on (calls, media, polling affinity), so
-that the components are checked before an overlay enables them.
+is prod with every optional component switched on (calls, media, polling affinity, push
+providers), so that the components are checked before an overlay enables them.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ CUSTOM_KINDS = {
 #: Each optional service (chat_contracts.services) is a component of the same name.
 OPTIONAL_COMPONENTS = tuple(sorted(services.OPTIONAL))
 
+#: The push providers' key files (components/push), a Secret of their own.
+PUSH_SECRET = "chat-push"
+
 Obj = dict[str, Any]
 
 
@@ -65,7 +68,8 @@ def prepare_tree(dest: Path) -> Path:
     text = re.sub(r"CHAT_OPTIONAL_SERVICES=.*\n", f"CHAT_OPTIONAL_SERVICES={optional}\n", text)
     text = text.replace(
         "  - ../../components/monitoring",
-        "  - ../../components/polling-affinity\n  - ../../components/monitoring",
+        "  - ../../components/polling-affinity\n  - ../../components/push\n"
+        "  - ../../components/monitoring",
     )
     (full / "kustomization.yaml").write_text(text)
     return tree
@@ -161,6 +165,13 @@ def mounted_secrets(
     for mount in container.get("volumeMounts", []):
         source = volumes[mount["name"]].get("secret")
         if source is None:
+            continue
+        if source["secretName"] == PUSH_SECRET:
+            # Provider key files, not values: their in-pod paths are the settings
+            # (test_k8s checks them); nothing here starts a provider.
+            for item in source["items"]:
+                path = f"{mount['mountPath']}/{item['path']}"
+                files[path] = path
             continue
         assert source["secretName"].startswith("chat-secrets"), source
         for item in source["items"]:

@@ -18,11 +18,13 @@ from chat_contracts import services
 from chat_gateway.settings import GatewaySettings
 from chat_media.http import Urls
 from chat_runtime.settings import BaseSettings, SettingsError, load_settings
+from chat_users.notifications import NotificationsSettings
 from tests.deploy.k8s import (
     CUSTOM_KINDS,
     K8S,
     KUBERNETES_VERSION,
     OVERLAYS,
+    PUSH_SECRET,
     Obj,
     by_name,
     command_module,
@@ -439,16 +441,61 @@ def test_egress_goes_only_to_dns_and_the_three_dependencies(
     for policy in of_kind(rendered[overlay], "NetworkPolicy"):
         for rule in policy["spec"].get("egress", []):
             for peer in rule["to"]:
-                namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                if "ipBlock" in peer:
+                    target = peer["ipBlock"]["cidr"]
+                else:
+                    target = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                 for port in rule["ports"]:
-                    flows.add((policy["metadata"]["name"], namespace, port["port"]))
+                    flows.add((policy["metadata"]["name"], target, port["port"]))
+    # The push providers (components/push): HTTPS out of the cluster, notifications only.
+    push = {("egress-push", "0.0.0.0/0", 443)} if overlay == "full" else set()
     assert flows == {
         ("egress-dns-nats", "kube-system", 53),
         ("egress-dns-nats", "nats", 4222),
         ("egress-redis", "redis", 6379),
         ("egress-redis", "redis", 26379),
         ("egress-mongodb", "mongodb", 27017),
+        *push,
     }
+    if push:
+        policy = by_name(rendered[overlay], "NetworkPolicy")["egress-push"]["spec"]
+        assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "notifications"}}
+        (rule,) = policy["egress"]
+        (peer,) = rule["to"]
+        assert "10.0.0.0/8" in peer["ipBlock"]["except"]  # not the cluster's own pods
     redis = by_name(rendered[overlay], "NetworkPolicy")["egress-redis"]["spec"]["podSelector"]
     (expression,) = redis["matchExpressions"]
     assert sorted(expression["values"]) == ["calls", "gateway", "notifications", "users"]
+
+
+def test_push_provider_keys_are_files_of_their_own_secret(
+    rendered: dict[str, list[Obj]], tree: Path, tmp_path: Path
+) -> None:
+    """components/push (on in `full`): every provider's key path is a file of the mounted
+    `chat-push` Secret, and with the ids in the ConfigMap no provider is left on `log`."""
+    objects = rendered["full"]
+    deployment = by_name(objects, "Deployment")["notifications"]
+    (container,) = containers(deployment)
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    files = {
+        f"{mount['mountPath']}/{item['path']}"
+        for mount in container["volumeMounts"]
+        if volumes[mount["name"]].get("secret", {}).get("secretName") == PUSH_SECRET
+        for item in volumes[mount["name"]]["secret"]["items"]
+    }
+    keys = secret_keys(objects, tree, "full")
+    env = dict(
+        container_env(objects, deployment, container, dict.fromkeys(keys, "x" * 48), tmp_path)
+    )
+    settings = load_settings(NotificationsSettings, env)
+    paths = [
+        settings.push_fcm_credentials,
+        settings.push_apns_key_file,
+        settings.push_vapid_private_key,
+    ]
+    assert sorted(paths) == sorted(files), (paths, files)
+    ids = ("fcm_project", "vapid_subject", "apns_key_id", "apns_team_id", "apns_topic")
+    assert [name for name in ids if not getattr(settings, f"push_{name}")] == []
+    for overlay in ("dev", "prod"):
+        # Opt-in: without the component the worker logs pushes and needs no Secret.
+        assert "egress-push" not in by_name(rendered[overlay], "NetworkPolicy")

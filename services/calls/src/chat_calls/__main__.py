@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from chat_runtime.clock import SystemClock, TimeOrderedIds
 from chat_runtime.ops import PROCESS
 from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import main, opened_store
-from chat_runtime.worker import Router
+from chat_runtime.worker import Router, cancel_tasks
 
 SQLITE_FILE = "calls.sqlite3"
 
@@ -51,9 +50,7 @@ async def build(settings: CallsSettings, bus: Bus) -> AsyncIterator[Router]:
             try:
                 yield handlers.router()
             finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                await cancel_tasks([sweeper])
     finally:
         await redis.aclose()
 

@@ -29,7 +29,7 @@ from chat_runtime.nats_auth import NOTIFICATIONS
 from chat_runtime.redis_client import connect_redis
 from chat_runtime.service import bus_check, opened_store, start_ops, start_tracing
 from chat_runtime.settings import RedisSettings, exit_on_error, load_settings
-from chat_runtime.worker import run, wait_for_shutdown
+from chat_runtime.worker import cancel_tasks, run, wait_for_shutdown
 from chat_users.directory import ChatDirectory
 from chat_users.notifier import Later, Notifier
 from chat_users.push import Provider
@@ -172,9 +172,7 @@ async def serve(settings: NotificationsSettings) -> None:
         await wait_for_shutdown()
         ops.draining = True
         lifecycle.info("notifications draining")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_tasks([task])
         for provider in by_kind.values():
             await provider.close()
     await redis.aclose()
