@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import json
 import os
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -48,8 +49,8 @@ CLIENT_FAULT_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009}
 PROBE_ID = 987_654
 #: The server closed while bytes of the example were still unread on its side: its
 #: kernel answered them with RST and the close frame was lost (the client sees 1006).
-#: Counted, not failed: reported to the transport's owner (close should half-close
-#: with write_eof and drain the input for a moment, as RFC 6455 7.1.1 describes).
+#: Since the server half-closes and reads on (RFC 6455 7.1.1, lean.py) this fails,
+#: unless the client itself sent a close frame and then more bytes (its own fault).
 RESET = "reset before the close frame arrived"
 OUTCOMES: Counter[str] = Counter()
 #: One loopback source address per connection: the per-address handshake limit
@@ -221,7 +222,7 @@ def _left_namespace(payloads: Iterable[bytes]) -> bool:
     return any(p.startswith(b"41") for p in payloads)
 
 
-def _judge(outcome: str, left: bool = False) -> None:
+def _judge(outcome: str, left: bool = False, client_closed: bool = False) -> None:
     if left and outcome.startswith("hang"):
         outcome = "left the namespace (probe ignored)"
         OUTCOMES[outcome] += 1
@@ -229,7 +230,7 @@ def _judge(outcome: str, left: bool = False) -> None:
     OUTCOMES[outcome if not outcome.startswith("probe {") else "probe refused"] += 1
     if outcome == "probe answered ok":
         return
-    if outcome == RESET:
+    if outcome == RESET and client_closed:
         return
     if outcome.startswith("closed "):
         code = outcome.removeprefix("closed ")
@@ -250,7 +251,8 @@ async def test_broken_frames_are_answered_or_closed_with_a_client_fault_code(
     client_closed = any(opcode == OP_CLOSE for opcode, _, _ in sequence)
     if outcome == "closed None" and client_closed:
         outcome = "closed 1000"
-    _judge(outcome, left=_left_namespace(p for op, p, _ in sequence if op == OP_TEXT))
+    left = _left_namespace(p for op, p, _ in sequence if op == OP_TEXT)
+    _judge(outcome, left=left, client_closed=client_closed)
 
 
 @SETTINGS
@@ -272,6 +274,42 @@ async def test_odd_engineio_and_socketio_packets(
 ) -> None:
     frames_ = b"".join(client_frame(p) for p in data)
     _judge(await _attack(stack, stack.token("wire-packets"), frames_), left=_left_namespace(data))
+
+
+#: Connections in the close-code test: before the fix 4 of 30 saw a reset instead of
+#: the code (so 50 pass by chance about once in 1,300 runs).
+CLOSE_ROUNDS = 50
+
+
+async def test_the_close_code_reaches_the_client_while_its_bytes_are_in_flight(
+    stack: Stack, wire_marks: dict[str, Any]
+) -> None:
+    """RFC 6455 7.1.1: a binary message (1003) followed, in the same write, by 2 MiB
+    the server has not read when it decides to close. Closing TCP at once made the
+    kernel answer the unread bytes with RST, and the client's stack dropped the close
+    frame it had buffered (it saw 1006). The server half-closes instead and reads on:
+    the client gets 1003 every time, then the end of the stream, and answers with its
+    close frame."""
+    trailing = b"".join(client_frame(b"4" + b"x" * 8191) for _ in range(256))
+    outcomes: Counter[str] = Counter()
+    for _ in range(CLOSE_ROUNDS):
+        sock = await RawSocket.open(stack.gateway_url(0), next(_SOURCES))
+        try:
+            assert (await sock.connect(stack.token("close-code"))).startswith("40")
+            sock.send(client_frame(b"binary", opcode=OP_BINARY) + trailing)
+            code = None
+            while (frame := await sock.frame(timeout=10)) is not None:
+                if frame.opcode == OP_CLOSE:
+                    code = frame.close_code
+                    break
+            outcomes["reset" if code is None else f"closed {code}"] += 1
+            # The server's FIN follows its close frame (the client's answer ends it).
+            assert code is None or (await sock.frame(timeout=5) is None and sock.ended)
+            if code is not None:
+                sock.send(client_frame(struct.pack("!H", code), opcode=OP_CLOSE))
+        finally:
+            await sock.close()
+    assert outcomes == Counter({"closed 1003": CLOSE_ROUNDS}), outcomes
 
 
 async def test_after_the_wire_fuzzing_the_gateway_is_clean(

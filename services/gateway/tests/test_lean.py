@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chat_gateway import wire
+from chat_gateway import lean, wire
 from chat_gateway.conn import OutFrame
 from chat_gateway.lean import LeanConnection, LeanServer, Refused
 from chat_gateway.policy import TransportPolicy
@@ -84,6 +84,8 @@ class FakeTransport:
         self.peer = (peer, 40000)
         self.written = bytearray()
         self.closed = False
+        #: Half-closed: our FIN is out (write_eof).
+        self.eof = False
         self.aborted = False
         self.paused = False
         self.pauses = 0
@@ -98,6 +100,12 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def abort(self) -> None:
         self.aborted = self.closed = True
@@ -533,6 +541,36 @@ class TestLeanConnection:
         conn, transport = await self._connected(server)
         conn.data_received(client_frame(struct.pack("!H", 1005), opcode=wire.OP_CLOSE))
         assert transport.close_code() == CloseCode.PROTOCOL_ERROR
+
+    async def test_our_close_half_closes_and_waits_for_the_peers_close_frame(self) -> None:
+        server, handler = self._server()
+        conn, transport = await self._connected(server)
+        conn.data_received(text('451-["a",{"_placeholder":true,"num":0}]'))
+        await settle()
+        # Close frame and FIN out, input still read (closing now could RST it away).
+        assert transport.close_code() == CloseCode.UNSUPPORTED_DATA
+        assert transport.eof
+        assert not transport.closed
+        assert handler.disconnects == [conn.sid]  # out of Socket.IO at once
+        written = len(transport.written)
+        conn.data_received(text('4212["groups:list",{}]'))  # late input: read, dropped
+        await settle()
+        assert len(transport.written) == written
+        assert not handler.events
+        conn.data_received(client_frame(struct.pack("!H", 1003), opcode=wire.OP_CLOSE))
+        assert transport.closed
+        assert not transport.aborted
+        assert len(transport.written) == written  # no second close frame
+
+    async def test_a_peer_that_never_answers_our_close_is_dropped_by_the_sweep(self) -> None:
+        server, _ = self._server()
+        conn, transport = await self._connected(server)
+        conn.close(CloseCode.GOING_AWAY)
+        assert conn.closing_since is not None
+        server.sweep(conn.closing_since + lean.CLOSE_TIMEOUT_S / 2)
+        assert not transport.closed
+        server.sweep(conn.closing_since + lean.CLOSE_TIMEOUT_S + 0.1)
+        assert transport.aborted
 
     async def test_invalid_utf8_closes_with_1007(self) -> None:
         server, _ = self._server()

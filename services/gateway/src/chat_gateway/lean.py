@@ -23,6 +23,7 @@ spend the socket's allowance; when it is gone, the socket is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import sys
@@ -44,6 +45,11 @@ log = logging.getLogger(__name__)
 
 #: Largest request head we read before deciding (bytes).
 MAX_HEAD = 16 * 1024
+#: After our close frame, how long the peer has to answer with its own (or end its side)
+#: before the connection is dropped (RFC 6455 7.1.1 leaves it open; browsers and the
+#: python clients answer within a loop turn; the sweep checks it once a second, so the
+#: bound is 2-3 s).
+CLOSE_TIMEOUT_S = 2.0
 
 
 class Refused(Exception):
@@ -99,6 +105,8 @@ class LeanServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: list[LeanConnection] = []
+        #: Set when the last connection is gone, while `close` waits for that.
+        self._emptied: asyncio.Event | None = None
 
     def mark_dirty(self, conn: LeanConnection) -> None:
         """`conn` has output waiting: flush it (with all others) at the next loop turn.
@@ -145,6 +153,10 @@ class LeanServer:
         timeout = self.policy.ping_timeout_ms / 1000
         connect_timeout = self.policy.connect_timeout_ms / 1000
         for conn in list(self.connections.values()):
+            if conn.closing_since is not None:
+                if now - conn.closing_since > CLOSE_TIMEOUT_S:
+                    conn.abort("no close frame in answer to ours")
+                continue
             if conn.ping_sent is not None:
                 if now - conn.ping_sent > timeout:
                     conn.abort("ping timeout")
@@ -164,6 +176,14 @@ class LeanServer:
             self._sweeper.cancel()
         for conn in list(self.connections.values()):
             conn.close(CloseCode.GOING_AWAY, "server going away")
+        # The peers answer our close frames within a loop turn or two; whoever has not
+        # after CLOSE_TIMEOUT_S is dropped.
+        if self.connections:
+            self._emptied = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), CLOSE_TIMEOUT_S)
+        for conn in list(self.connections.values()):
+            conn.abort("no close frame in answer to ours")
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
 
@@ -183,6 +203,7 @@ class LeanConnection(asyncio.Protocol):
         "_out",
         "_reader",
         "_refused",
+        "closing_since",
         "deflate_threshold",
         "last_ping",
         "opened_at",
@@ -216,6 +237,9 @@ class LeanConnection(asyncio.Protocol):
         self.opened_at = now
         self.last_ping = now
         self.ping_sent: float | None = None
+        #: When our close frame went out (None: open); input is then read only to find
+        #: the peer's close frame.
+        self.closing_since: float | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
@@ -244,6 +268,8 @@ class LeanConnection(asyncio.Protocol):
                 messages = self._reader.feed(data)
             except wire.ProtocolError as exc:
                 self.close(exc.code, exc.reason)
+                # The frame boundaries are lost: what follows is read and dropped.
+                self._reader = None
                 return
             for message in messages:
                 self._on_message(message)
@@ -262,7 +288,10 @@ class LeanConnection(asyncio.Protocol):
         self._authenticated()
         if self._inbox is not None:
             self._inbox.clear()
-        known = self.sid and self.server.connections.pop(self.sid, None) is not None
+        server = self.server
+        known = self.sid and server.connections.pop(self.sid, None) is not None
+        if server._emptied is not None and not server.connections:
+            server._emptied.set()
         if known and self.sio_connected:
             self.sio_connected = False
             self.server.spawn(self.server.handler.disconnect(self.sid))
@@ -328,6 +357,12 @@ class LeanConnection(asyncio.Protocol):
 
     def _on_message(self, message: wire.Message) -> None:
         opcode = message.opcode
+        if self.closing_since is not None:
+            # Our close frame is out: only the peer's answer to it matters, and with it
+            # the closing handshake is complete and the server closes TCP (7.1.1).
+            if opcode == wire.OP_CLOSE and self.transport is not None:
+                self.transport.close()
+            return
         if opcode == wire.OP_TEXT:
             if message.oversize:
                 self._on_oversize(message.text)
@@ -341,8 +376,11 @@ class LeanConnection(asyncio.Protocol):
             except wire.ProtocolError as exc:
                 self.close(exc.code, exc.reason)
                 return
-            # Echo the peer's code (RFC 6455 section 5.5.1).
+            # Echo the peer's code (RFC 6455 section 5.5.1); the handshake is then
+            # complete, so the TCP connection closes at once.
             self.close(code)
+            if self.transport is not None:
+                self.transport.close()
         elif opcode == wire.OP_BINARY:
             # Socket.IO binary attachments are not part of this protocol.
             self.close(CloseCode.UNSUPPORTED_DATA, "binary messages are not supported")
@@ -430,7 +468,7 @@ class LeanConnection(asyncio.Protocol):
             return
         finally:
             self._connecting = False
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing() or self.closing_since is not None:
             # Gone while we authenticated: undo the registration.
             await self.server.handler.disconnect(self.sid)
             return
@@ -494,7 +532,7 @@ class LeanConnection(asyncio.Protocol):
         """Write what this loop turn queued, cutting off a client that does not read."""
         out, self._out = self._out, None
         transport = self.transport
-        if not out or transport is None or transport.is_closing():
+        if not out or transport is None or transport.is_closing() or self.closing_since is not None:
             return
         limit = self.server.max_write_buffer
         if transport.get_write_buffer_size() > limit:
@@ -505,12 +543,30 @@ class LeanConnection(asyncio.Protocol):
         transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Close the WebSocket with a status code."""
+        """Start the closing handshake with a status code (RFC 6455 7.1.2).
+
+        The close frame goes out with a FIN after it (half-close), and the connection
+        stays readable until the peer's close frame or end of input arrives (or
+        `CLOSE_TIMEOUT_S` passes, the sweep drops it). Closing at once would leave the
+        peer's in-flight bytes unread: the kernel then answers with RST, which can
+        destroy the close frame before the client reads it (it sees 1006, not `code`).
+        The socket leaves Socket.IO at once: nothing more is sent or handled.
+        """
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            self.flush()
-            transport.write(wire.close_frame(code, reason))
-            transport.close()
+        if transport is None or transport.is_closing() or self.closing_since is not None:
+            return
+        self.flush()
+        transport.write(wire.close_frame(code, reason))
+        self.closing_since = time.monotonic()
+        if transport.can_write_eof():
+            transport.write_eof()
+        # Reading may be paused by back-pressure; the peer's close frame must be read.
+        transport.resume_reading()
+        if self._inbox is not None:
+            self._inbox.clear()
+        if self.sio_connected:
+            self.sio_connected = False
+            self.server.spawn(self.server.handler.disconnect(self.sid))
 
     def abort(self, reason: str) -> None:
         """Drop a dead or stuck client."""
