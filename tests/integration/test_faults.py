@@ -114,7 +114,10 @@ def _db(stack: Stack) -> Path:
     return stack.workdir / "data" / "messages.sqlite3"
 
 
-async def run_with_fault(stack: Stack, tag: str, fault: Fault) -> Audit:
+async def run_with_fault(stack: Stack, tag: str, fault: Fault, live_in_order: bool = True) -> Audit:
+    """Traffic, the fault, traffic, retries and sync, then the audit. `live_in_order`:
+    every member's live `message:new` of a chat came in seq order (the gateways hold an
+    early one for the one before it, chat_gateway.ordering)."""
     traffic = await world(stack, tag)
     marks = [LogMark.now(p) for p in stack.processes.values()]
     try:
@@ -137,6 +140,8 @@ async def run_with_fault(stack: Stack, tag: str, fault: Fault) -> Audit:
     assert not traffic.hangs, traffic.hangs[:5]
     assert not [o for o in result.outcomes if "INTERNAL" in o], result.summary()
     assert not result.problems, "\n".join(result.problems[:20])
+    if live_in_order:
+        assert result.live_out_of_order == 0, result.summary()
     assert result.sent > USERS * (BEFORE_S + AFTER_S), result.summary()
     return result
 
@@ -170,7 +175,10 @@ async def test_nats_restarted_mid_stream(fault_stack: Stack) -> None:
         assert stack.nats is not None
         await asyncio.to_thread(faults.restart_nats, stack.nats)
 
-    await run_with_fault(fault_stack, "restart-nats", restart_nats)
+    # Publishes buffered in a worker while NATS is down go out when it reconnects,
+    # possibly after the gateway's hold for them ran out: late, so not asserted in order
+    # (sync is, and nothing may be lost or doubled).
+    await run_with_fault(fault_stack, "restart-nats", restart_nats, live_in_order=False)
     for mark in marks:  # the services did lose NATS, and came back
         assert "nats: disconnected" in mark.since(), mark.proc.name
         assert "nats: reconnected" in mark.since(), mark.proc.name

@@ -16,6 +16,7 @@ from chat_contracts import subjects
 from chat_contracts.bus import Actor, Fanout, Frame
 from chat_gateway.conn import OutFrame
 from chat_gateway.fanout import Delivery, _Sink
+from chat_gateway.ordering import HOLD_S
 from chat_gateway.registry import Registry
 from chat_runtime.bus import Bus, encode
 
@@ -209,3 +210,69 @@ async def test_an_event_on_several_rooms_reaches_each_socket_once_minus_hidden_u
     assert len(only_dm.frames) == 2
     assert blocked.frames == []
     assert subject_user.frames == []
+
+
+# --- message:new in seq order (ordering.py) -------------------------------------------
+
+
+def _room_event(seq: int | None, event: str = "message:new") -> Any:
+    data = b'{"seq":%d}' % seq if seq is not None else b"{}"
+    return FakeMsg(
+        subjects.room("g_1"), msgspec.msgpack.encode(Fanout(event=event, data=data, seq=seq))
+    )
+
+
+async def test_a_message_new_published_early_waits_for_the_one_before_it() -> None:
+    registry = Registry()
+    member = Recording("s-cat")
+    registry.add_socket(member, Actor(user_id="cat", name="cat"))
+    registry.join_user("cat", ["g_1"])
+    delivery = Delivery(None, registry)  # type: ignore[arg-type]  # no NATS needed
+    delivery._worker = asyncio.get_running_loop().create_task(delivery._drain())
+    try:
+        # Seq 3 overtook seq 2 (two workers), and a reaction to 3 came right after it.
+        for msg in (_room_event(1), _room_event(3), _room_event(None, "reaction"), _room_event(2)):
+            delivery.enqueue(msg)
+        got = [json.loads(f[1:]) for f in await member.wait_count(4)]
+        assert got == [
+            ["message:new", {"seq": 1}],
+            ["message:new", {"seq": 2}],
+            ["message:new", {"seq": 3}],
+            ["reaction", {}],
+        ]
+        # A seq that never comes (its worker died after the commit) holds the room for
+        # HOLD_S, then what waited goes out.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        delivery.enqueue(_room_event(5))
+        delivery.enqueue(_room_event(6))
+        texts = await member.wait_count(6)
+        assert loop.time() - started >= HOLD_S * 0.9
+        assert [json.loads(f[1:])[1]["seq"] for f in texts[4:]] == [5, 6]
+    finally:
+        await delivery.close()
+
+
+async def test_a_copy_to_a_new_member_keeps_its_place_in_the_rooms_seq_order() -> None:
+    """Room events published in a room's first seconds also go to its new members' own
+    subjects (`room_copy`, chat_runtime.joins); such a copy of seq 3 must not overtake
+    seq 2 either, and the room's own copy of 3 is then not sent again."""
+    registry = Registry()
+    member = Recording("s-cat")
+    registry.add_socket(member, Actor(user_id="cat", name="cat"))
+    registry.join_user("cat", ["g_1"])
+    delivery = Delivery(None, registry)  # type: ignore[arg-type]  # no NATS needed
+
+    def new(seq: int, subject: str, **more: Any) -> Any:
+        fanout = Fanout(event="message:new", data=b'{"seq":%d}' % seq, seq=seq, **more)
+        return FakeMsg(subject, msgspec.msgpack.encode(fanout))
+
+    copy = {"once_id": "o3", "room_copy": "g_1"}
+    for msg in (
+        new(1, subjects.room("g_1")),
+        new(3, subjects.user("cat"), **copy),
+        new(3, subjects.room("g_1"), once_id="o3"),
+        new(2, subjects.room("g_1")),
+    ):
+        await delivery._on_message(msg)
+    assert [json.loads(t[1:])[1]["seq"] for t in member.texts] == [1, 2, 3]

@@ -108,6 +108,9 @@ class Fanout(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: Users whose sockets must not get it (privacy: the users with a block between them
     #: and the subject of a presence or status event).
     skip_users: list[Id] = []
+    #: The chat `seq` of a `message:new` on a room subject: gateways hand a room's events
+    #: out in seq order (chat_gateway.ordering), whichever worker published first.
+    seq: int | None = None
 
 
 class RoomsJoined(msgspec.Struct, kw_only=True, omit_defaults=True):

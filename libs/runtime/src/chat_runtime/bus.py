@@ -340,14 +340,17 @@ class Publisher:
         skip_sid: str | None = None,
         skip_user: str | None = None,
         close_room: bool = False,
+        seq: int | None = None,
     ) -> None:
-        """Emit `event` to every local member socket of `room_id` on every gateway."""
+        """Emit `event` to every local member socket of `room_id` on every gateway
+        (`seq`: the chat seq of a `message:new`, which gateways deliver in seq order)."""
         fanout = Fanout(
             event=event,
             data=encode_json(payload),
             skip_sid=skip_sid,
             skip_user=skip_user,
             close_room=close_room,
+            seq=seq,
         )
         new = [user for user in self._bus.joins.of(room_id) if user != skip_user]
         if new:

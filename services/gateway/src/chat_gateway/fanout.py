@@ -25,12 +25,16 @@ from nats.aio.subscription import Subscription
 from chat_contracts import subjects
 from chat_contracts.bus import Fanout
 from chat_gateway.conn import Connection, OutFrame
+from chat_gateway.ordering import HOLD_S, RoomOrder
 from chat_gateway.registry import Interest, Registry
 from chat_runtime.bus import Bus
 
 log = logging.getLogger(__name__)
 
 _decoder = msgspec.msgpack.Decoder(Fanout)
+#: An event held for its room's seq order, with where it goes: None for the room's
+#: sockets, else the user subject (`rt.user.<id>`, `rt.users`) it came on as a copy.
+_Held = tuple[str | None, Fanout]
 
 #: Presence and status are published once per room of the user, the same bytes on each
 #: room; remember this many dedupe ids (with the sockets already reached) so that a
@@ -81,7 +85,10 @@ class Delivery:
         self._subs: dict[str, Subscription] = {}
         self._seen: OrderedDict[str, set[str]] = OrderedDict()
         self._served: OrderedDict[str, set[str]] = OrderedDict()
-        self._inbox: deque[Msg] = deque()
+        #: NATS messages, and rooms whose hold for a missing seq ran out (ordering.py).
+        self._inbox: deque[Msg | _HoldExpired] = deque()
+        self._order: RoomOrder[_Held] = RoomOrder()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -104,7 +111,11 @@ class Delivery:
             while inbox:
                 msg = inbox.popleft()
                 try:
-                    await self._on_message(msg)
+                    if isinstance(msg, _HoldExpired):
+                        log.info("room %s: a missing seq did not come in %.1f s", msg.room, HOLD_S)
+                        await self._release(msg.room, self._order.expire(msg.room))
+                    else:
+                        await self._on_message(msg)
                 except Exception:
                     log.exception("fan-out on %s failed", msg.subject)
 
@@ -114,6 +125,13 @@ class Delivery:
             sub = self._subs.pop(subject, None)
             if sub is not None:
                 await sub.unsubscribe()
+            if subject.startswith(subjects.ROOM_PREFIX):
+                # Left: no local socket is in the room, what it held goes to nobody.
+                room = subject[len(subjects.ROOM_PREFIX) :]
+                self._order.forget(room)
+                timer = self._timers.pop(room, None)
+                if timer is not None:
+                    timer.cancel()
         for subject in interest.subscribe:
             if subject not in self._subs:
                 # No callback: nats-py starts no task; the sink takes the messages.
@@ -146,16 +164,8 @@ class Delivery:
             await self.apply(self._registry.leave_user(user_id, fanout.leave))
         if fanout.join:
             await self.apply(self._registry.join_user(user_id, fanout.join))
-        targets = self._registry.by_user.get(user_id)
-        if not targets:
-            return
-        served = self._served_for(fanout.once_id)
-        if fanout.event:
-            frame = OutFrame.event(fanout.event, fanout.data)
-            self._emit(fanout, frame, targets.items(), served)
-        for extra in fanout.more:
-            self._emit(fanout, OutFrame.event(extra.event, extra.data), targets.items())
-        await self._copy_closes_room(fanout)
+        if user_id in self._registry.by_user:
+            await self._copy_in_order(subjects.USER_PREFIX + user_id, fanout)
 
     async def _on_users(self, fanout: Fanout) -> None:
         """One delivery for a list of users: joins first, then each frame built once and
@@ -167,9 +177,29 @@ class Delivery:
         if fanout.join:
             for user_id in local:
                 await self.apply(self._registry.join_user(user_id, fanout.join))
-        targets: dict[str, Connection] = {}
-        for user_id in local:
-            targets.update(by_user.get(user_id, {}))
+        await self._copy_in_order(subjects.USERS_FANOUT, fanout)
+
+    async def _copy_in_order(self, subject: str, fanout: Fanout) -> None:
+        """A delivery to users; a copy of a room's `message:new` (or one behind a gap of
+        that room) keeps its place in the room's seq order, or it would overtake."""
+        room = fanout.room_copy
+        if room is not None and (fanout.seq is not None or self._order.holding(room)):
+            await self._in_order(room, subject, fanout)
+        else:
+            await self._to_users(subject, fanout)
+
+    async def _to_users(self, subject: str, fanout: Fanout) -> None:
+        """The events of a delivery on `rt.user.<id>` or `rt.users` (`subject`), to the
+        local sockets of its users."""
+        by_user = self._registry.by_user
+        if subject == subjects.USERS_FANOUT:
+            targets: dict[str, Connection] = {}
+            for user_id in fanout.users:
+                targets.update(by_user.get(user_id, {}))
+        else:
+            targets = by_user.get(subject[len(subjects.USER_PREFIX) :], {})
+        if not targets:
+            return
         served = self._served_for(fanout.once_id)
         if fanout.event:
             frame = OutFrame.event(fanout.event, fanout.data)
@@ -179,6 +209,41 @@ class Delivery:
         await self._copy_closes_room(fanout)
 
     async def _on_room(self, room: str, fanout: Fanout) -> None:
+        if fanout.seq is None and not self._order.holding(room):
+            await self._on_room_event(room, fanout)  # the common case: no gap open
+        else:
+            await self._in_order(room, None, fanout)
+
+    async def _in_order(self, room: str, subject: str | None, fanout: Fanout) -> None:
+        """Through the room's seq order (ordering.py); `subject` None: a room event,
+        else the user delivery it is a copy on."""
+        order = self._order
+        late = order.late
+        await self._release(room, order.arrive(room, fanout.seq, (subject, fanout)))
+        if order.late > late:
+            log.info("room %s: seq %s came after a later one", room, fanout.seq)
+
+    async def _release(self, room: str, ready: list[_Held]) -> None:
+        for subject, fanout in ready:
+            if subject is None:
+                await self._on_room_event(room, fanout)
+            else:
+                await self._to_users(subject, fanout)
+        if self._order.holding(room) and room not in self._timers:
+            self._arm(room)
+
+    def _arm(self, room: str) -> None:
+        """The room's events wait for a missing seq: at most `HOLD_S`, then the expiry
+        is handled in turn with the NATS messages (same task, same order)."""
+
+        def expired() -> None:
+            del self._timers[room]
+            self._inbox.append(_HoldExpired(room))
+            self._wakeup.set()
+
+        self._timers[room] = asyncio.get_running_loop().call_later(HOLD_S, expired)
+
+    async def _on_room_event(self, room: str, fanout: Fanout) -> None:
         if fanout.event:
             if fanout.dedupe_id is not None:
                 self._emit_once(room, fanout)
@@ -265,5 +330,17 @@ class Delivery:
     async def close(self) -> None:
         """Drop every subscription and stop the inbox."""
         await self.apply(Interest(unsubscribe=list(self._subs)))
+        for timer in self._timers.values():
+            timer.cancel()
         if self._worker is not None:
             self._worker.cancel()
+
+
+class _HoldExpired:
+    """A room's wait for a missing seq ran out; queued behind the NATS messages."""
+
+    __slots__ = ("room", "subject")
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+        self.subject = subjects.ROOM_PREFIX + room

@@ -241,7 +241,11 @@ class MessageHandlers:
                 )
             return
         await self._publisher.to_room(
-            appended.message.chat_id, MESSAGE_NEW, message, skip_sid=origin_sid
+            appended.message.chat_id,
+            MESSAGE_NEW,
+            message,
+            skip_sid=origin_sid,
+            seq=appended.message.seq,
         )
 
     async def history(self, cmd: Command[HistoryRequest]) -> HistoryResult:
