@@ -10,14 +10,24 @@ are compared with the snapshot taken before it (nothing written), and at the end
 socket of the world is checked to have received nothing but the barrier messages sent
 after the last attempt (nothing emitted). An event of the table without a row here
 fails `test_every_event_has_a_row`.
+
+Upload ids and media live on the media service's HTTP API (PROTOCOL.md "Uploads"), so
+they get a table of their own, `HTTP_MATRIX`: someone else's upload id on every route
+that takes one (PUT/HEAD of the uploadUrl, tus HEAD/PATCH) and media of a chat the user
+is not in (download, thumbnail, signed link), with the same checks (the store snapshot
+and the media files unchanged, nothing emitted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from chat_contracts import routes
 from chat_testkit.client import ChatClient
@@ -25,6 +35,7 @@ from chat_testkit.snapshot import changed, snapshot
 from chat_testkit.stack import Stack
 from tests.integration.calls.conftest import CANDIDATE, OFFER
 from tests.integration.conftest import Connect, cmid, make_group
+from tests.integration.media_client import MediaUser, jpeg_with_gps, pdf_bytes
 
 #: The events of the table whose refusal only blocking can show, while it is unserved.
 BLOCKING_SERVED = routes.USER_BLOCK.served
@@ -45,6 +56,16 @@ class World:
     blocked_dm: str | None = None
     #: dave's own message (in its DM with alice, before alice blocked it).
     dave_msg: str = ""
+    #: alice's uploads: one open (made right before the requests that use it: sessions
+    #: expire after 2 s without bytes in the test stack), one complete and sent to the
+    #: group (an image: it has a thumbnail), one complete and sent nowhere.
+    open_upload: str = ""
+    done_upload: str = ""
+    sent_media: str = ""
+    unsent_media: str = ""
+    #: The media service's base URL; bob's signed link to the group's image.
+    media_base: str = ""
+    bob_link: str = ""
 
     def __getitem__(self, name: str) -> str:
         return self.users[name]
@@ -114,6 +135,9 @@ MATRIX: dict[str, Row] = {
         Attempt("dave", "DM to the user who blocked it", lambda w: {
             "clientMessageId": cmid(), "targetUserId": w["alice"], "content": "x"},
             "BLOCKED", needs_blocking=True),
+        Attempt(MEM, "post someone else's upload (sent nowhere yet)", lambda w: {
+            "clientMessageId": cmid(), "groupId": w.group, "type": "FILE",
+            "mediaUrl": w.unsent_media}, "VALIDATION_ERROR"),
     )),
     "messages:history": Row((
         Attempt(OUT, "read a group", lambda w: {"groupId": w.group}, FORBIDDEN),
@@ -184,6 +208,9 @@ MATRIX: dict[str, Row] = {
         Attempt(OUT, "broadcast into a group and a DM it is not in", lambda w: {
             "content": "x", "groupIds": [w.group], "conversationIds": [w.dm]},
             "results:FORBIDDEN"),
+        Attempt(MEM, "broadcast someone else's upload", lambda w: {
+            "content": "x", "type": "FILE", "mediaUrl": w.unsent_media,
+            "groupIds": [w.group]}, "results:VALIDATION_ERROR"),
     )),
     "search:messages": Row((
         Attempt(OUT, "search everything", lambda w: {"query": "matrix"}, None, leak=_mentions),
@@ -298,6 +325,65 @@ MATRIX: dict[str, Row] = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class HttpAttempt:
+    """One forbidden request to the media service and the status it must get."""
+
+    who: str
+    why: str
+    method: str
+    url: Callable[[World], str]
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    auth: bool = True
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+TUS_PATCH = {**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+#: alice's open upload is 1,000 bytes, none of them in yet.
+FIRST_HALF = {"Content-Range": "bytes 0-499/1000"}
+
+
+def _upload(ref: str, tus: bool = False) -> Callable[[World], str]:
+    return lambda w: f"{w.media_base}/v1/{'tus' if tus else 'uploads'}/{getattr(w, ref)}"
+
+
+HTTP_MATRIX: tuple[HttpAttempt, ...] = (
+    # Someone else's upload id, on every route that takes one (ids are not confirmed:
+    # NOT_FOUND, as for an id that does not exist). The open upload's first.
+    HttpAttempt(MEM, "PUT bytes into someone else's open upload", "PUT",
+                _upload("open_upload"), 404, FIRST_HALF, b"x" * 500),
+    HttpAttempt(OUT, "PUT bytes into someone else's open upload", "PUT",
+                _upload("open_upload"), 404, FIRST_HALF, b"x" * 500),
+    HttpAttempt(MEM, "HEAD someone else's upload (its progress)", "HEAD",
+                _upload("open_upload"), 404),
+    HttpAttempt(MEM, "tus HEAD of someone else's upload", "HEAD",
+                _upload("open_upload", tus=True), 404, TUS),
+    HttpAttempt(MEM, "tus PATCH into someone else's upload", "PATCH",
+                _upload("open_upload", tus=True), 404, TUS_PATCH, b"x" * 500),
+    HttpAttempt(MEM, "PUT over someone else's complete upload", "PUT",
+                _upload("done_upload"), 404, {}, b"x" * 10),
+    HttpAttempt(MEM, "HEAD someone else's complete upload", "HEAD",
+                _upload("done_upload"), 404),
+    # Media of a chat the user is not in, or sent nowhere yet.
+    HttpAttempt(NON, "download the image of a group it is not in", "GET",
+                lambda w: w.sent_media, 404),
+    HttpAttempt(OUT, "download the image of a group it is not in", "GET",
+                lambda w: w.sent_media, 404),
+    HttpAttempt(OUT, "HEAD the image of a group it is not in", "HEAD",
+                lambda w: w.sent_media, 404),
+    HttpAttempt(NON, "its thumbnail", "GET", lambda w: f"{w.sent_media}/thumbnail", 404),
+    HttpAttempt(NON, "a signed link to it", "GET", lambda w: f"{w.sent_media}/link", 404),
+    HttpAttempt(NON, "a member's signed link with its own user id put in", "GET",
+                lambda w: w.bob_link.replace(f"u={w['bob']}", f"u={w['carol']}"), 401,
+                auth=False),
+    HttpAttempt(OUT, "no token at all", "GET", lambda w: w.sent_media, 401, auth=False),
+    HttpAttempt(MEM, "download someone else's upload that was sent nowhere", "GET",
+                lambda w: w.unsent_media, 404),
+)  # fmt: skip
+
+
 def test_every_event_has_a_row() -> None:
     """A new client event must come with its forbidden attempts (or a reason it has none)."""
     events = {r.event for r in routes.ROUTES}
@@ -307,7 +393,9 @@ def test_every_event_has_a_row() -> None:
         assert row.attempts or row.open_to_all, f"{event}: no attempt and no reason"
 
 
-async def _world(stack: Stack, connect: Connect, uid: Callable[[str], str]) -> World:
+async def _world(
+    stack: Stack, connect: Connect, uid: Callable[[str], str], http: aiohttp.ClientSession
+) -> World:
     names = ("alice", "bob", "carol", "mallory", "dave")
     users = {n: uid(n) for n in names}
     sockets = {
@@ -332,6 +420,7 @@ async def _world(stack: Stack, connect: Connect, uid: Callable[[str], str]) -> W
     alice_msg = (await send(alice, groupId=group))["id"]
     bob_msg = (await send(bob, groupId=group))["id"]
     dm = await send(alice, targetUserId=users["carol"])
+    uploads = await _uploads(stack, http, users, alice, group)
     for event, payload in (
         ("message:pin", {"messageId": alice_msg, "groupId": group}),
         ("message:reaction:add", {"messageId": alice_msg, "emoji": "🎉"}),
@@ -350,7 +439,7 @@ async def _world(stack: Stack, connect: Connect, uid: Callable[[str], str]) -> W
     await sockets["carol"].wait_for("call:incoming")
     world = World(
         users, sockets, group, dm["conversationId"], alice_msg, bob_msg, dm["id"],
-        ack["callId"], blocked_dm, dave_msg,
+        ack["callId"], blocked_dm, dave_msg, **uploads,
     )  # fmt: skip
     # Everything the setup caused has arrived: forget it (the group's creation,
     # messages, pin and reactions reach bob and alice's second socket).
@@ -360,6 +449,58 @@ async def _world(stack: Stack, connect: Connect, uid: Callable[[str], str]) -> W
     for socket in sockets.values():
         socket.clear()
     return world
+
+
+async def _uploads(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    users: dict[str, str],
+    alice: ChatClient,
+    group: str,
+) -> dict[str, str]:
+    """alice's uploads (sent to the group, sent nowhere) and bob's signed link."""
+    owner = MediaUser(stack, http, users["alice"])
+    image = await owner.upload("photo.jpg", jpeg_with_gps())
+    unsent = await owner.upload("plan.pdf", pdf_bytes(5_000))
+    payload = {"clientMessageId": cmid(), "groupId": group, "type": "IMAGE"}
+    ack = await alice.call("message:send", {**payload, "mediaUrl": image["mediaUrl"]})
+    assert ack["status"] == "ok", ack
+    bob = MediaUser(stack, http, users["bob"])
+    async with http.get(f"{image['mediaUrl']}/link", headers=bob.auth) as resp:
+        assert resp.status == 200, await resp.text()
+        link: str = (await resp.json())["url"]
+    return {
+        "done_upload": image["uploadId"],
+        "sent_media": image["mediaUrl"],
+        "unsent_media": unsent["mediaUrl"],
+        "media_base": owner.base,
+        "bob_link": link,
+    }
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every media file's path and content digest (what the media service stored)."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+async def _try_http(
+    world: World, stack: Stack, http: aiohttp.ClientSession, attempt: HttpAttempt
+) -> str | None:
+    """Run one request; a description of what went wrong, or None."""
+    headers = dict(attempt.headers)
+    if attempt.auth:
+        headers["Authorization"] = f"Bearer {stack.token(world[attempt.who])}"
+    async with http.request(
+        attempt.method, attempt.url(world), headers=headers, data=attempt.body
+    ) as resp:
+        body = await resp.read()
+    if resp.status != attempt.status:
+        return f"expected {attempt.status}, got {resp.status} {body[:200]!r}"
+    return None
 
 
 async def _try(world: World, event: str, attempt: Attempt) -> str | None:
@@ -380,11 +521,13 @@ async def _try(world: World, event: str, attempt: Attempt) -> str | None:
         socket.clear()
         leaked = attempt.leak(world, ack) or any(attempt.leak(world, e) for e in own)
         return f"leaks: {ack} {own}" if leaked else None
-    if attempt.code == "results:FORBIDDEN":
+    if attempt.code is not None and attempt.code.startswith("results:"):
+        code = attempt.code.removeprefix("results:")
         results = ack.get("results", [])
-        bad = [r for r in results if r.get("code") != FORBIDDEN or r.get("messageId")]
-        ok = ack.get("status") == "ok" and len(results) == 2 and not bad
-        return None if ok else f"expected every target FORBIDDEN, got {ack}"
+        targets = len(payload.get("groupIds", [])) + len(payload.get("conversationIds", []))
+        bad = [r for r in results if r.get("code") != code or r.get("messageId")]
+        ok = ack.get("status") == "ok" and len(results) == targets and not bad
+        return None if ok else f"expected every target {code}, got {ack}"
     if attempt.code == "rejected:blocked":
         if ack.get("status") != "ok":
             return f"expected ok then call:rejected blocked, got {ack}"
@@ -402,8 +545,15 @@ async def _try(world: World, event: str, attempt: Attempt) -> str | None:
 async def test_every_forbidden_attempt_is_refused_and_changes_nothing(
     stack: Stack, connect: Connect, uid: Callable[[str], str]
 ) -> None:
-    world = await _world(stack, connect, uid)
-    data_dir = stack.workdir / "data"
+    async with aiohttp.ClientSession() as http:
+        await _every_attempt(stack, connect, uid, http)
+
+
+async def _every_attempt(
+    stack: Stack, connect: Connect, uid: Callable[[str], str], http: aiohttp.ClientSession
+) -> None:
+    world = await _world(stack, connect, uid, http)
+    data_dir, media_dir = stack.workdir / "data", stack.workdir / "media"
     failures: list[str] = []
     tried = skipped = 0
     for event, row in MATRIX.items():
@@ -427,6 +577,24 @@ async def test_every_forbidden_attempt_is_refused_and_changes_nothing(
                 failures.append(f"{label}: {problem}")
             if written:
                 failures.append(f"{label}: wrote {written}")
+    status, created = await MediaUser(stack, http, world["alice"]).create("open.pdf", 1000)
+    assert status == 201, created
+    world.open_upload = created["uploadId"]
+    for request in HTTP_MATRIX:
+        before, files = snapshot(data_dir), _files(media_dir)
+        problem = await _try_http(world, stack, http, request)
+        written = changed(before, snapshot(data_dir))
+        tried += 1
+        label = f"{request.method} by {request.who} ({request.why})"
+        if problem:
+            failures.append(f"{label}: {problem}")
+        if written or _files(media_dir) != files:
+            failures.append(f"{label}: wrote {written or 'media files'}")
+    for name in ("alice", "alice@1"):
+        # The open upload expires (alice's own doing); nothing else may have come.
+        await world.sockets[name].wait_for(
+            "upload:failed", lambda e: e["uploadId"] == world.open_upload
+        )
     # Barrier: one message to the group and one to the DM cross every path an event of
     # an attempt could have taken; after them (and a settling window) each socket must
     # hold exactly the barrier's events.
@@ -447,4 +615,4 @@ async def test_every_forbidden_attempt_is_refused_and_changes_nothing(
     await alice.call("call:end", {"callId": world.call})
     print(f"authorisation matrix: {tried} attempts, {skipped} waiting for blocking")
     assert not failures, "\n".join(failures)
-    assert tried >= 60
+    assert tried >= 60 + len(HTTP_MATRIX)
