@@ -3,7 +3,9 @@
 A raw Engine.IO/Socket.IO WebSocket client in its own process (so that its work does
 not slow the test's own clients): it sends `EVENT` (`message:send` by default) with an
 ack as fast as the gateway answers, keeping 100 acks outstanding, reconnecting when the
-gateway cuts it off, and prints one JSON line of counts when the time is up.
+gateway cuts it off, and prints one JSON line of counts when the time is up. Events
+without an ack (`typing:start`, `typing:stop`) are sent without one, as fast as the
+connection takes them (a WebSocket write waits while the kernel's buffers are full).
 """
 
 from __future__ import annotations
@@ -21,13 +23,42 @@ import aiohttp
 WINDOW = 100
 
 
+#: Events the protocol gives no ack.
+NO_ACK = ("typing:start", "typing:stop")
+
+
 def _event(event: str, ack_id: int, peer: str) -> str:
     payload: dict[str, Any]
     if event == "message:send":
         payload = {"clientMessageId": uuid.uuid4().hex, "targetUserId": peer, "content": "flood"}
+    elif event in NO_ACK:
+        return "42" + json.dumps([event, {"targetUserId": peer}])
     else:
         payload = {}
     return f"42{ack_id}" + json.dumps([event, payload])
+
+
+async def _flood_without_acks(
+    ws: aiohttp.ClientWebSocketResponse, event: str, until: float, seen: Counter[str]
+) -> None:
+    """Send until the time is up, answering pings; each send waits for the socket."""
+
+    async def read() -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
+                await ws.send_str("3")
+
+    reader = asyncio.create_task(read())
+    try:
+        while time.monotonic() < until and not ws.closed:
+            await asyncio.wait_for(
+                ws.send_str(_event(event, 0, "flood-peer")), until - time.monotonic()
+            )
+            seen["sent"] += 1
+    except TimeoutError:
+        seen["blocked at the end"] += 1
+    finally:
+        reader.cancel()
 
 
 async def _session(
@@ -43,6 +74,9 @@ async def _session(
             await asyncio.sleep(0.2)
             return
         seen["connected"] += 1
+        if event in NO_ACK:
+            await _flood_without_acks(ws, event, until, seen)
+            return
         outstanding = 0
         next_id = 0
         while time.monotonic() < until:

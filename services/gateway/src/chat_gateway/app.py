@@ -352,7 +352,9 @@ class Gateway:
     async def event(self, sid: str, event: str, data: Any) -> acks.Ack | None:
         """One client event: the ack to send back, or None for events without one.
 
-        Refused events (unknown, malformed, invalid) count against the socket's
+        An event without an ack (typing) past its rate limit still returns its `retry`
+        ack: the lean path then pauses the socket's reading like for any flood (inbox.py;
+        it sends an ack only when the client asked for one). Refused events (unknown, malformed, invalid) count against the socket's
         allowance (`Connection.strike`), since they are answered before the rate limit.
         Any unexpected failure is answered INTERNAL and logged once with the socket id.
         Each event starts a trace (its id in every log line and NATS header it causes)
@@ -393,7 +395,8 @@ class Gateway:
             sock = self.registry.sockets.get(sid)
             if sock is not None:
                 sock.conn.strike()
-        return ack if route is None or route.ack else None
+        limited = ack.get("code") == ErrorCode.RATE_LIMITED
+        return ack if route is None or route.ack or limited else None
 
     async def _dispatch(
         self, route: Route[Any, Any], bucket: Bucket, sid: str, data: Any
