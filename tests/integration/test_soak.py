@@ -1,7 +1,9 @@
 """Soak: many clients at a steady mixed load (see `chat_testkit.soak`).
 
-`./taskw test` runs a short variant (200 clients, 25 s: the suite's budget on a 2-core
-machine); `./taskw soak` runs 2,000 clients for 10 minutes and writes bench/soak.md.
+`./taskw test` (and so CI) runs a short variant, 200 clients for 60 s (issue 14: "CI
+runs 60 s of it"; `CHAT_SOAK_SHORT_SECONDS` to change); `./taskw soak` runs 2,000
+clients for 10 minutes and writes bench/soak.md (`CHAT_SOAK_CLIENTS`/`CHAT_SOAK_SECONDS`
+make it a smoke run: `CHAT_SOAK_CLIENTS=50 CHAT_SOAK_SECONDS=20 ./taskw soak -k 2000`).
 Both assert: no error ack other than a rate limit, every process's RSS flat after
 warm-up (fitted slope under the bound below), and ack latency steady (the p99 of the
 last window within 3x that of the first, with 50 ms of slack for a shared machine).
@@ -45,7 +47,7 @@ def soak_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from serve(running)
 
 
-async def _soak(stack: Stack, clients: int, seconds: float, rate: float) -> str:
+async def _soak(stack: Stack, clients: int, seconds: float, rate: float, long: bool) -> str:
     def urls() -> list[str]:
         return [
             p.url for n, p in sorted(stack.processes.items())
@@ -65,27 +67,24 @@ async def _soak(stack: Stack, clients: int, seconds: float, rate: float) -> str:
         result = await soak.run(seconds, warmup_s=seconds * 0.3)
     finally:
         await soak.close()
-    long = clients >= 1000
+    bound = SLOPE_BOUND_KIB_PER_MIN if long else SHORT_SLOPE_BOUND_KIB_PER_MIN
     report = result.markdown(
         "Soak" if long else "Soak (short variant)",
         "./taskw soak" if long else "./taskw test tests/integration/test_soak.py",
+        bound,
     )
     print(report)
     target = os.environ.get("CHAT_SOAK_REPORT")
     if target:
         await asyncio.to_thread(Path(target).write_text, report)
-    bound = SLOPE_BOUND_KIB_PER_MIN if long else SHORT_SLOPE_BOUND_KIB_PER_MIN
-    assert not result.errors, report
-    for name in result.rss:
-        assert result.slope_kib_per_min(name) < bound, f"{name} grows\n{report}"
-    windows = result.windows()
-    assert len(windows) >= 3, report
-    assert windows[-1][2] <= 3 * windows[0][2] + 50, f"latency drifts\n{report}"
+    failed = [text for text, ok in result.checks(bound) if not ok]
+    assert not failed, f"{failed}\n{report}"
     return report
 
 
 async def test_short_soak(soak_stack: Stack) -> None:
-    await _soak(soak_stack, clients=200, seconds=25, rate=100)
+    seconds = float(os.environ.get("CHAT_SOAK_SHORT_SECONDS", "60"))
+    await _soak(soak_stack, clients=200, seconds=seconds, rate=100, long=False)
 
 
 @pytest.mark.soak
@@ -93,4 +92,4 @@ async def test_short_soak(soak_stack: Stack) -> None:
 async def test_soak_2000_clients_10_minutes(soak_stack: Stack) -> None:
     clients = int(os.environ.get("CHAT_SOAK_CLIENTS", "2000"))
     seconds = float(os.environ.get("CHAT_SOAK_SECONDS", "600"))
-    await _soak(soak_stack, clients=clients, seconds=seconds, rate=clients / 5)
+    await _soak(soak_stack, clients=clients, seconds=seconds, rate=clients / 5, long=True)

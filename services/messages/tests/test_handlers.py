@@ -296,7 +296,10 @@ async def test_first_dm_message_announces_the_room_and_reaches_both_users(env: E
     (delivery,) = await env.take(1)
     assert delivery.subject == f"rt.room.{conversation_id}"
     assert delivery.data == reply["message"]
-    assert delivery.fanout == Fanout(event="message:new", data=delivery.fanout.data, skip_sid="s1")
+    # With its seq: gateways deliver a room's messages in seq order (chat_gateway.ordering).
+    assert delivery.fanout == Fanout(
+        event="message:new", data=delivery.fanout.data, skip_sid="s1", seq=2
+    )
     await env.assert_quiet()
 
 

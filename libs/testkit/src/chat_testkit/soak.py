@@ -93,13 +93,38 @@ class SoakResult:
                 out.append((lo, statistics.median(values), q[98], len(values)))
         return out
 
-    def markdown(self, title: str, command: str) -> str:
-        """The report."""
+    def checks(self, slope_bound_kib_per_min: float) -> list[tuple[str, bool]]:
+        """What the run must show (issue 14), each with whether it held: no error ack
+        but rate limits, every process's fitted RSS slope after warm-up under the bound,
+        latency steady (the last window's p99 within 3x + 50 ms of the first's)."""
+        out = [(f"no error ack but rate limits ({len(self.errors)} seen)", not self.errors)]
+        for name in sorted(self.rss):
+            slope = self.slope_kib_per_min(name)
+            text = f"{name}: RSS slope {slope:.0f} KiB/min < {slope_bound_kib_per_min:.0f}"
+            out.append((text, slope < slope_bound_kib_per_min))
+        windows = self.windows()
+        if len(windows) < 3:
+            out.append((f"latency steady: only {len(windows)} windows with acks", False))
+        else:
+            first, last = windows[0][2], windows[-1][2]
+            text = f"latency steady: last p99 {last:.1f} ms <= 3 x first ({first:.1f} ms) + 50"
+            out.append((text, last <= 3 * first + 50))
+        return out
+
+    def markdown(self, title: str, command: str, slope_bound_kib_per_min: float) -> str:
+        """The report: the verdict on `checks`, then the figures behind it."""
+        checks = self.checks(slope_bound_kib_per_min)
         lines = [
             f"# {title}",
             "",
             f"`{command}`: {self.clients} clients for {self.seconds:.0f} s (warm-up "
             f"{self.warmup_s:.0f} s), mixed actions by weight {MIX}.",
+            "",
+            "## Verdict: " + ("passed" if all(ok for _, ok in checks) else "FAILED"),
+            "",
+            "| check | held |",
+            "|---|---|",
+            *(f"| {text} | {'yes' if ok else 'NO'} |" for text, ok in checks),
             "",
             "## Acks",
             "",

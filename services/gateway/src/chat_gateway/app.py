@@ -354,11 +354,12 @@ class Gateway:
 
         An event without an ack (typing) past its rate limit still returns its `retry`
         ack: the lean path then pauses the socket's reading like for any flood (inbox.py;
-        it sends an ack only when the client asked for one). Refused events (unknown, malformed, invalid) count against the socket's
-        allowance (`Connection.strike`), since they are answered before the rate limit.
-        Any unexpected failure is answered INTERNAL and logged once with the socket id.
-        Each event starts a trace (its id in every log line and NATS header it causes)
-        and is counted with its ack status, code and latency.
+        it sends an ack only when the client asked for one). Refused events (unknown,
+        malformed, invalid) count against the socket's allowance (`Connection.strike`),
+        since they are answered before the rate limit. Any unexpected failure is
+        answered INTERNAL and logged once with the socket id. Each event starts a trace
+        (its id in every log line and NATS header it causes) and is counted with its ack
+        status, code and latency.
         """
         started = time.perf_counter()
         traced = trace.begin(name=event)
