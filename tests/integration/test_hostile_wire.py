@@ -57,6 +57,11 @@ OUTCOMES: Counter[str] = Counter()
 #: (10/s) is for clients, not for this test's hundreds of connections.
 _SOURCES = itertools.cycle(f"127.0.{b}.{c}" for b in range(1, 4) for c in range(2, 250))
 
+#: Each example is one connection of up to 6 s (a probe nobody answers) and at most 20 s
+#: (`_attack`): 40 examples took 63 s on a quiet machine and passed the suite's 120 s
+#: per test under load only sometimes; 500 under `./taskw soak` need ~15 min.
+pytestmark = pytest.mark.timeout(60 + 8 * EXAMPLES)
+
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
