@@ -81,6 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the run directories (logs)")
     parser.add_argument("--out", type=Path, help="write the JSON here (default bench/results/)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy every Python process of ours during metric 3's measured step into this"
+        " directory (collapsed stacks, one file per process and run)",
+    )
     return parser.parse_args(argv)
 
 
@@ -192,6 +198,9 @@ async def run(args: argparse.Namespace) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="chat-bench-"))
     env = Env(sizes, root, node, server_cpus, generator_cpus, _log, share=sizes.share_servers)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        env.profile = args.profile
     host = machine()
     meta: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ours import Ours
-from bench.proc import CpuMeter, CpuSample, gc_then_rss, rss_bytes, settle
+from bench.proc import CpuMeter, CpuSample, gc_then_rss, py_spy, rss_bytes, settle
 from bench.runners import LoadGen, NodeServer
 from bench.sizes import Sizes
 
@@ -39,6 +39,8 @@ class Env:
     share: bool = False
     pool: dict[str, Side] = field(default_factory=dict)
     _names: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+    #: Where metric 3's measured step puts a py-spy profile of each of our processes.
+    profile: Path | None = None
 
     def workdir(self, name: str) -> Path:
         """A fresh directory for one run."""
@@ -442,8 +444,10 @@ async def _e2e_step(
     rate: float,
     duration_s: float,
     p99_limit: float | None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     await side.settle()
+    before = None if side.ours is None else await side.ours.command_stats(0)
     await lg.send(
         {
             "cmd": "step",
@@ -455,8 +459,22 @@ async def _e2e_step(
     )
     await lg.event("armed", 30)
     window.begin()
+    profiles = (
+        []
+        if profile is None or env.profile is None or side.ours is None
+        else await py_spy(side.ours.python_pids(), env.profile, profile, duration_s)
+    )
     ev = await lg.event("step", duration_s + env.sizes.loss_ms / 1000 + 120)
     cpu = window.end(ev["wall_s"])
+    for proc in profiles:
+        await proc.wait()
+    batching: dict[str, Any] = {}
+    if side.ours is not None and before is not None:
+        after = await side.ours.command_stats(0)
+        requests = after["requests"] - before["requests"]
+        commands = after["commands"] - before["commands"]
+        # Gateway A's client commands per NATS request (chat_runtime.batch).
+        batching["commands_per_request"] = round(commands / requests, 2) if requests else None
     p99 = ev["latency"]["p99_ms"]
     received = ev["received"]
     cores = len(env.server_cpus) if env.server_cpus else (os.cpu_count() or 1)
@@ -483,6 +501,7 @@ async def _e2e_step(
         "generator_cpu_frac": round(ev["cpu_frac"], 3),
         "refused": env.refused(ev["cpu_frac"]),
         "passed": passed,
+        **batching,
         **cpu,
     }
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from bench.proc import gc_then_rss, pin
+from bench.proc import gc_then_rss, get_json, pin
 from chat_contracts import subjects
 from chat_contracts.bus import Actor, Fanout
 from chat_contracts.client import GroupCreate, MessageSend
@@ -40,6 +40,20 @@ OVERRIDES = {
     "CHAT_MAX_PENDING_CONNECTIONS": "20000",
 }
 
+#: `BENCH_CHAT_X=v` in the bench's environment sets `CHAT_X=v` in every process of ours
+#: (an A/B of a setting without a code change; the stack passes no `CHAT_*` through).
+PASS_PREFIX = "BENCH_"
+
+
+def settings_from_env() -> dict[str, str]:
+    """The `CHAT_*` settings passed through as `BENCH_CHAT_*`."""
+    return {
+        key[len(PASS_PREFIX) :]: value
+        for key, value in os.environ.items()
+        if key.startswith(PASS_PREFIX + "CHAT_")
+    }
+
+
 _group_result = msgspec.msgpack.Decoder(dict[str, Any])
 
 
@@ -60,7 +74,7 @@ class Ours:
             workdir,
             gateways=gateways,
             workers=("messages", "groups", "users"),
-            overrides={**OVERRIDES, **(extra_env or {})},
+            overrides={**OVERRIDES, **settings_from_env(), **(extra_env or {})},
         )
         self.bus: Bus | None = None
 
@@ -102,6 +116,10 @@ class Ours:
             out["redis"] = self.stack.redis.proc.pid
         return out
 
+    def python_pids(self) -> dict[str, int]:
+        """Our Python processes by name: gateways and workers."""
+        return {name: p.proc.pid for name, p in self.stack.processes.items()}
+
     def gateway_pid(self, index: int = 0) -> int:
         """Process id of gateway number `index`."""
         return self.stack.processes[f"gateway-{'abcdefgh'[index]}"].proc.pid
@@ -119,6 +137,11 @@ class Ours:
         """`POST /debug/gc` on the gateway, then its RSS in bytes."""
         url = self.stack.gateway_url(index) + "/debug/gc"
         return await gc_then_rss(url, self.gateway_pid(index))
+
+    async def command_stats(self, index: int = 0) -> dict[str, int]:
+        """`GET /debug/stats` on the gateway: client commands and requests sent so far."""
+        url = self.stack.gateway_url(index) + "/debug/stats"
+        return await get_json(url)
 
     async def create_group(self, owner: str, members: list[str], name: str) -> str:
         """A group made by `owner` with `members`, straight through the groups worker."""

@@ -9,10 +9,12 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -169,3 +171,37 @@ async def gc_then_rss(url: str, pid: int) -> int:
     await asyncio.to_thread(post)
     await asyncio.sleep(0.2)
     return rss_bytes(pid) or 0
+
+
+async def get_json(url: str) -> dict[str, Any]:
+    """GET a JSON object (a debug endpoint)."""
+
+    def get() -> dict[str, Any]:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            found: dict[str, Any] = json.loads(resp.read())
+            return found
+
+    return await asyncio.to_thread(get)
+
+
+async def py_spy(
+    pids: Mapping[str, int], directory: Path, label: str, seconds: float
+) -> list[asyncio.subprocess.Process]:
+    """Start one `py-spy record` per process for `seconds` (200 Hz, without stopping the
+    process, idle samples left out): collapsed stacks in `<directory>/<label>-<name>.txt` (the
+    directory exists).
+    Nothing when py-spy is not installed."""
+    exe = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if exe is None:
+        return []
+    started: list[asyncio.subprocess.Process] = []
+    for name, pid in pids.items():
+        args = ["record", "--nonblocking", "-r", "200", "-d", str(max(1, int(seconds)))]
+        out = directory / f"{label}-{name}.txt"
+        args += ["-f", "raw", "-o", str(out), "-p", str(pid)]
+        started.append(
+            await asyncio.create_subprocess_exec(
+                exe, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+    return started

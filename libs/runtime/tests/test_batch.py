@@ -168,3 +168,34 @@ def test_batch_is_a_reserved_action() -> None:
 
     with pytest.raises(RouterError, match="reserved"):
         Router("demo").internal(subjects.BATCH_ACTION, MembersQuery, handler)
+
+
+async def test_a_window_gathers_commands_of_several_turns(setup: tuple[Bus, Recorder]) -> None:
+    bus, _ = setup
+    batcher = CommandBatcher(bus, window_ms=200)
+
+    async def send(key: str, after_s: float) -> str:
+        await asyncio.sleep(after_s)
+        reply = await batcher.command(
+            "demo", "echo", ACTOR, MembersQuery(group_id=key), origin_sid=key, timeout_ms=5000
+        )
+        return _result(reply)
+
+    # Three loop turns tens of ms apart, all inside the first command's 200 ms.
+    results = await asyncio.gather(send("w1", 0), send("w2", 0.03), send("w3", 0.06))
+    assert results == ["w1:w1", "w2:w2", "w3:w3"]
+    assert (batcher.requests, batcher.commands) == (1, 3)
+
+
+async def test_a_query_through_the_batch_is_typed_or_raises(setup: tuple[Bus, Recorder]) -> None:
+    bus, _ = setup
+    batcher = CommandBatcher(bus)
+    found, refused = await asyncio.gather(
+        batcher.query("demo", "echo", MembersQuery(group_id="q1"), Echo, actor=ACTOR),
+        batcher.query("demo", "echo", MembersQuery(group_id="bad"), Echo, actor=ACTOR),
+        return_exceptions=True,
+    )
+    assert batcher.requests == 1
+    assert found == Echo(group_id="q1:None")
+    assert isinstance(refused, DomainError)
+    assert (refused.code, refused.field) == (ErrorCode.NOT_FOUND, "groupId")

@@ -50,9 +50,6 @@ log = logging.getLogger(__name__)
 
 LocalHandler = Callable[[LocalSocket, Any], Awaitable[acks.Ack]]
 
-_GROUPS_MINE = subjects.command(subjects.GROUPS, "mine")
-_MESSAGES_MINE = subjects.command(subjects.MESSAGES, "mine")
-
 
 class Gateway:
     """One gateway process: the Socket.IO server and its wiring."""
@@ -94,7 +91,7 @@ class Gateway:
         )
         self.delivery = Delivery(bus, self.registry)
         #: Client commands of one loop turn go to their worker pool in one request.
-        self.commands = CommandBatcher(bus)
+        self.commands = CommandBatcher(bus, window_ms=settings.command_batch_window_ms)
         self.hidden = HiddenSets(bus)
         self._presence_store = Presence(
             redis,
@@ -157,6 +154,7 @@ class Gateway:
         app.router.add_get("/readyz", self._readyz)
         if self.settings.debug_endpoints:
             app.router.add_post("/debug/gc", self._debug_gc)
+            app.router.add_get("/debug/stats", self._debug_stats)
         clientfiles.mount(app, self.settings)
         return app
 
@@ -171,6 +169,11 @@ class Gateway:
     async def _debug_gc(self, _request: web.Request) -> web.Response:
         collected = gc.collect()
         return web.json_response({"collected": collected, "sockets": len(self.registry.sockets)})
+
+    async def _debug_stats(self, _request: web.Request) -> web.Response:
+        # The bench divides one by the other: the mean number of commands per request.
+        batcher = self.commands
+        return web.json_response({"requests": batcher.requests, "commands": batcher.commands})
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -327,8 +330,8 @@ class Gateway:
         """Every chat (groups and DMs) of the user: the rooms its sockets join."""
         try:
             groups, dms = await asyncio.gather(
-                self.bus.query(_GROUPS_MINE, Empty(), ChatIds, actor=actor),
-                self.bus.query(_MESSAGES_MINE, Empty(), ChatIds, actor=actor),
+                self.commands.query(subjects.GROUPS, "mine", Empty(), ChatIds, actor=actor),
+                self.commands.query(subjects.MESSAGES, "mine", Empty(), ChatIds, actor=actor),
             )
         except (DomainError, RetryableError, QueryError) as exc:
             raise _Unavailable(f"chat list unavailable: {exc}") from None
