@@ -47,7 +47,7 @@ class CommandBatcher:
     the end of that loop turn, with every command of its domain sent meanwhile. At
     1,000 messages/s a gateway sees about one send per loop turn, so without a window
     every message crosses every process alone; a 4 ms window makes ~3 messages per
-    request and cut the CPU per message by ~12 % at +2.4 ms of median latency
+    request and cut the CPU per message by ~14 % at +2.3 ms of median latency
     (bench/README.md). Off by default: the latency goal is p50 <= 2 ms.
     """
 
