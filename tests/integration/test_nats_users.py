@@ -18,9 +18,9 @@ import pytest
 
 from chat_runtime import nats_auth
 from chat_testkit.client import ChatClient
-from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
 from tests.integration.calls.conftest import OFFER
+from tests.integration.conftest import serve
 from tests.integration.media_client import MediaUser, pdf_bytes
 
 
@@ -28,14 +28,7 @@ from tests.integration.media_client import MediaUser, pdf_bytes
 def users_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     passwords = {a.user: nats_auth.new_password() for a in nats_auth.access_list()}
     running = Stack(workdir=tmp_path_factory.mktemp("nats-users"), nats_passwords=passwords)
-    try:
-        running.start()
-    except Missing as exc:
-        running.stop()
-        pytest.skip(str(exc))
-    yield running
-    statuses = running.stop()
-    assert all(code == 0 for code in statuses.values()), running.logs()
+    yield from serve(running)
 
 
 def violations(stack: Stack) -> list[str]:

@@ -15,8 +15,8 @@ from nats.aio.msg import Msg
 
 from chat_runtime import trace
 from chat_testkit.client import ChatClient
-from chat_testkit.servers import Missing
 from chat_testkit.stack import Stack
+from tests.integration.conftest import serve
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +27,7 @@ def json_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         gateways=1,
         overrides={"CHAT_LOG_FORMAT": "json", "CHAT_LOG_LEVEL": "DEBUG"},
     )
-    try:
-        running.start()
-    except Missing as exc:
-        running.stop()
-        pytest.skip(str(exc))
-    yield running
-    running.stop()
+    yield from serve(running)
 
 
 def lines(stack: Stack, name: str) -> list[dict[str, Any]]:
