@@ -9,6 +9,9 @@ import pytest
 from chat_testkit.mongo import mongo_url
 from chat_testkit.servers import Missing, NatsServer, RedisServer
 
+#: Under CI=true a skip for a missing real part (anything but MongoDB) fails the run.
+pytest_plugins = ["chat_testkit.strict_ci"]
+
 
 @pytest.fixture(scope="session")
 def mongodb_url() -> Iterator[str]:
