@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -13,6 +14,7 @@ from nats.aio.msg import Msg
 from chat_contracts import server, subjects
 from chat_contracts.bus import Fanout
 from chat_runtime.bus import Bus, Publisher
+from chat_testkit.servers import Missing, NatsServer
 
 _fanout = msgspec.msgpack.Decoder(Fanout)
 END = "rt.test.end"
@@ -110,3 +112,48 @@ async def test_an_id_outside_the_alphabet_is_refused_before_publishing(
     await asyncio.wait_for(seen.ended.wait(), timeout=5)
     await bus.close()
     assert seen.messages == []
+
+
+# --- Bus.flush against a tracing nats-server ----------------------------------------
+#
+# `Bus.flush` calls nats-py's private `Client._flush_pending(force_flush=True)` before its
+# PING (nats-py 2.16 writes the PING past the pending buffer). libs/runtime/pyproject.toml
+# pins nats-py to the range checked here; this test fails loudly when that changes.
+
+FLUSH_INTERNALS_CHANGED = (
+    "nats-py's flush internals changed (Bus.flush relies on Client._flush_pending); "
+    "re-check bus.py before moving the nats-py pin in libs/runtime/pyproject.toml"
+)
+
+
+async def test_flush_returns_only_after_the_server_read_what_was_sent_before_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "trace.conf"
+    config.write_text("trace: true\n")  # the server logs every protocol line it reads
+    try:
+        server = NatsServer(tmp_path, config=config)
+    except Missing as exc:
+        pytest.skip(str(exc))
+    bus = await Bus.connect(server.url, name="flush-probe")
+    try:
+
+        async def ignore(msg: Msg) -> None:
+            del msg
+
+        assert hasattr(bus.nc, "_flush_pending"), FLUSH_INTERNALS_CHANGED
+        # No await yields between the SUB and the PING: with nats-py's flush alone the
+        # SUB still sits in the client's buffer when the PING is written.
+        await bus.subscribe("probe.flush", ignore)
+        await bus.flush()
+        read = server.log.read_text().splitlines()
+    finally:
+        await bus.close()
+        server.stop()
+    mine = [line for line in read if "flush-probe" in line and "<<- [" in line]
+    sub = next(i for i, line in enumerate(mine) if "<<- [SUB probe.flush" in line)
+    pings = [i for i, line in enumerate(mine) if "<<- [PING]" in line]
+    # The PING whose PONG ended flush() is the last one the server read before we looked;
+    # the SUB must be ahead of it.
+    assert pings, mine
+    assert sub < pings[-1], mine

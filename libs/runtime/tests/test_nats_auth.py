@@ -16,6 +16,7 @@ from nats.errors import Error as NatsError
 
 from chat_contracts import services, subjects
 from chat_runtime import nats_auth
+from chat_runtime.bus import Bus
 from chat_runtime.settings import BaseSettings
 from chat_testkit.servers import Missing, NatsServer, nats_with_users
 from chat_testkit.tls import self_signed
@@ -79,7 +80,7 @@ async def receiver(nc: Client, subject: str) -> asyncio.Queue[str]:
             await nc.publish(msg.reply, b"ok")
 
     await nc.subscribe(subject, queue=subject.split(".")[1], cb=on_msg)
-    await nc.flush()
+    await Bus(nc).flush()  # nats-py's flush() can overtake the SUB (Bus.flush)
     return got
 
 

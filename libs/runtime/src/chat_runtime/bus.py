@@ -307,7 +307,20 @@ class Bus:
         await self.subscribe(subjects.ROOMS_JOINED_ANY, on_joins)
 
     async def flush(self) -> None:
-        """Wait until the server has processed everything sent so far."""
+        """Wait until the server has processed everything sent so far (subscriptions
+        included: another connection's publish after this returns reaches them).
+
+        nats-py's own `flush()` is not enough: it writes its PING straight to the socket,
+        while the SUB/PUB commands sent before it still wait in the client's pending
+        buffer for the flusher task, so its PONG can come back before the server has
+        read them. Seen as CI's `test_joins` failure: under CPU load, ~1 run in 20, a
+        subscription made before `flush()` missed a message another connection published
+        right after. So the buffer is written out first (nats-py's private
+        `_flush_pending(force_flush=True)` waits for the flusher to have written it;
+        libs/runtime/pyproject.toml pins nats-py to the range tests/test_bus.py checks),
+        then the PING goes out behind it.
+        """
+        await self.nc._flush_pending(force_flush=True)
         await self.nc.flush()
 
     async def close(self, timeout_s: float = CLOSE_S) -> None:
