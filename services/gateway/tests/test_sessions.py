@@ -9,7 +9,7 @@ from typing import Any
 from chat_contracts.bus import Actor
 from chat_gateway.conn import OutFrame
 from chat_gateway.registry import Registry
-from chat_gateway.sessions import Sessions
+from chat_gateway.sessions import COMPACT_SLACK, Sessions
 
 
 @dataclass
@@ -90,3 +90,30 @@ def test_sessions_without_a_connect_are_dropped_after_the_deadline() -> None:
     assert len(spawned) == 3  # "idle" again (still listed) and "ok"
     for coro in spawned[1:]:
         coro.close()
+
+
+def test_sockets_that_left_do_not_pile_up_until_their_tokens_expire() -> None:
+    sessions, registry, _, _ = _sessions()
+    staying = Conn("stay")
+    registry.add_socket(staying, Actor(user_id="stay", name="stay"))
+    sessions.connected("stay", 500.0)
+    for i in range(20_000):  # reconnects with day-long tokens
+        sessions.connected(f"s{i}", 90_000.0)
+        sessions.left(f"s{i}")
+    assert len(sessions) <= 2 + COMPACT_SLACK
+    sessions.expire_tokens(600.0)
+    assert staying.is_closed()
+    assert len(sessions) <= 1 + COMPACT_SLACK
+
+
+def test_a_sid_that_left_and_came_back_keeps_only_its_new_deadline() -> None:
+    sessions, registry, _, _ = _sessions()
+    conn = Conn("s1")
+    registry.add_socket(conn, Actor(user_id="u", name="u"))
+    sessions.connected("s1", 100.0)
+    sessions.left("s1")
+    sessions.connected("s1", 300.0)
+    sessions.expire_tokens(200.0)  # the old entry comes up first: not this socket's
+    assert not conn.is_closed()
+    sessions.expire_tokens(300.0)
+    assert conn.is_closed()

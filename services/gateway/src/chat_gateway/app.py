@@ -13,6 +13,7 @@ import gc
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -168,7 +169,16 @@ class Gateway:
 
     async def _debug_gc(self, _request: web.Request) -> web.Response:
         collected = gc.collect()
-        return web.json_response({"collected": collected, "sockets": len(self.registry.sockets)})
+        # The 40 most numerous live object types: what grows between two readings is
+        # what leaks (the soak found 5 MiB/min of gateway RSS growth this way).
+        types = Counter(type(o).__qualname__ for o in gc.get_objects())
+        return web.json_response(
+            {
+                "collected": collected,
+                "sockets": len(self.registry.sockets),
+                "types": dict(types.most_common(40)),
+            }
+        )
 
     async def _debug_stats(self, _request: web.Request) -> web.Response:
         # The bench divides one by the other: the mean number of commands per request.
@@ -346,6 +356,7 @@ class Gateway:
         await self.presence.last_local_socket_gone(sock.actor)
 
     async def _forget(self, sid: str) -> LocalSocket | None:
+        self.sessions.left(sid)
         sock, interest = self.registry.remove_socket(sid)
         await self.delivery.apply(interest)
         return sock
