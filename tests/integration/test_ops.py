@@ -121,3 +121,24 @@ async def test_a_websocket_only_gateway_refuses_polling_naming_the_setting(
             assert (await client.call("groups:list", {}))["status"] == "ok"
         finally:
             await client.close()
+
+
+async def test_the_debug_endpoint_is_served_only_when_asked_for(
+    stack: Stack, http: aiohttp.ClientSession, uid: Callable[[str], str]
+) -> None:
+    async with http.post(stack.gateway_url(0) + "/debug/gc") as resp:
+        assert resp.status in (404, 405)  # production settings: not routed
+    with extra(stack, "gateway", "gateway-debug", CHAT_DEBUG_ENDPOINTS="1") as gw:
+        client = ChatClient("debug")
+        await client.connect(gw.url, stack.token(uid("debug")), transports=["websocket"])
+        try:
+            async with http.post(gw.url + "/debug/gc") as resp:
+                assert resp.status == 200
+                body = await resp.json()
+        finally:
+            await client.close()
+    assert body["sockets"] == 1
+    # Live objects by type, most numerous first (what grows between two readings leaks).
+    counts = list(body["types"].values())
+    assert body["types"]["dict"] > 0
+    assert counts == sorted(counts, reverse=True)

@@ -314,6 +314,13 @@ def test_group_history_scroll_pin_forward_search_mute(
         }"""
     )
     pw.expect(group).to_be_visible()
+    # Bob's page has had all 45 live (its saved sync cursor is at the newest): reloading
+    # earlier would make `sync` bring the ones it missed, not the newest page.
+    bob.page.wait_for_function(
+        """() => [...window.chat.state.chats.values()].some(
+             (c) => [...c.messages.values()].some((m) => m.content === 'line 45'))""",
+        timeout=10_000,
+    )
     bob.page.reload()
     bob.connected()
     group.click()
