@@ -135,6 +135,8 @@ async def test_the_debug_endpoint_is_served_only_when_asked_for(
             async with http.post(gw.url + "/debug/gc") as resp:
                 assert resp.status == 200
                 body = await resp.json()
+            async with http.post(gw.url + "/debug/gc?trim=1") as resp:
+                trim = (await resp.json())["trim"]
         finally:
             await client.close()
     assert body["sockets"] == 1
@@ -142,3 +144,7 @@ async def test_the_debug_endpoint_is_served_only_when_asked_for(
     counts = list(body["types"].values())
     assert body["types"]["dict"] > 0
     assert counts == sorted(counts, reverse=True)
+    assert "trim" not in body
+    # RSS before and after glibc's malloc_trim: a gateway is tens of MiB resident.
+    assert trim["before_kib"] > 10_000
+    assert 0 < trim["after_kib"] <= trim["before_kib"] + 1_024

@@ -34,7 +34,7 @@ from chat_contracts.bus import Command, CommandBatch, Reply, ReplyBatch
 from chat_contracts.client import Payload
 from chat_contracts.routes import ROUTES, Route
 from chat_contracts.server import Empty
-from chat_runtime import trace
+from chat_runtime import memory, trace
 from chat_runtime.bus import Bus, encode
 from chat_runtime.metrics import COMMAND_SECONDS, COMMANDS, IN_FLIGHT
 from chat_runtime.mongo import command_deadline, unavailable
@@ -343,7 +343,10 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     (`gc.freeze`), and young-generation collections run every 50,000 allocations
     instead of 700: a service allocates a few hundred short-lived objects per message
     and frees them by reference counting, so frequent gen-0 passes were pure overhead.
+    glibc's mmap threshold is pinned (`memory.fix_mmap_threshold`: freed large buffers
+    go back to the system instead of piling up as heap slack).
     """
+    memory.fix_mmap_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)

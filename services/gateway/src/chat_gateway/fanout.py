@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +26,7 @@ from chat_contracts import subjects
 from chat_contracts.bus import Fanout
 from chat_gateway.conn import Connection, OutFrame
 from chat_gateway.ordering import HOLD_S, RoomOrder
+from chat_gateway.reached import Reached
 from chat_gateway.registry import Interest, Registry
 from chat_runtime.bus import Bus
 
@@ -37,8 +38,9 @@ _decoder = msgspec.msgpack.Decoder(Fanout)
 _Held = tuple[str | None, Fanout]
 
 #: Presence and status are published once per room of the user, the same bytes on each
-#: room; remember this many dedupe ids (with the sockets already reached) so that a
-#: socket in several of those rooms gets the event once.
+#: room; remember this many dedupe ids at most (with the sockets already reached; see
+#: reached.py for the age limit) so that a socket in several of those rooms gets the
+#: event once.
 DEDUPE_MEMORY = 4_096
 #: Room events copied to new members (`Fanout.once_id`, see chat_runtime.joins) may come
 #: twice; the sockets each of the last this many was given to. Both copies are published
@@ -83,8 +85,8 @@ class Delivery:
         self._bus = bus
         self._registry = registry
         self._subs: dict[str, Subscription] = {}
-        self._seen: OrderedDict[str, set[str]] = OrderedDict()
-        self._served: OrderedDict[str, set[str]] = OrderedDict()
+        self._seen = Reached(DEDUPE_MEMORY)
+        self._served = Reached(ONCE_MEMORY)
         #: NATS messages, and rooms whose hold for a missing seq ran out (ordering.py).
         self._inbox: deque[Msg | _HoldExpired] = deque()
         self._order: RoomOrder[_Held] = RoomOrder()
@@ -260,12 +262,7 @@ class Delivery:
         """The sockets already given the event `once_id` (None: not a copied event)."""
         if once_id is None:
             return None
-        served = self._served.get(once_id)
-        if served is None:
-            served = self._served[once_id] = set()
-            if len(self._served) > ONCE_MEMORY:
-                self._served.popitem(last=False)
-        return served
+        return self._served.of(once_id)
 
     async def _copy_closes_room(self, fanout: Fanout) -> None:
         """A copy of a room's last event (group deleted) closes the room here too, in
@@ -277,12 +274,7 @@ class Delivery:
         """One copy of an event published on several rooms: to this room's local sockets
         (and those of `rooms`, when the publisher listed them) that no earlier copy reached.
         """
-        key = fanout.dedupe_id or ""
-        reached = self._seen.get(key)
-        if reached is None:
-            reached = self._seen[key] = set()
-            if len(self._seen) > DEDUPE_MEMORY:
-                self._seen.popitem(last=False)
+        reached = self._seen.of(fanout.dedupe_id or "")
         union: dict[str, Connection] = {}
         for name in (room, *fanout.rooms):
             for sid, conn in self._registry.by_room.get(name, {}).items():

@@ -1,0 +1,50 @@
+"""`memory.fix_mmap_threshold`: large buffers keep their own mappings (glibc)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import subprocess
+import sys
+
+import pytest
+
+# Allocates and frees a 4 MiB block (glibc then raises its mmap threshold to 4 MiB unless
+# it is pinned), then allocates 200 KiB and prints how many blocks are mmapped.
+PROBE = """
+import ctypes, sys
+from chat_runtime import memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "pinned":
+    assert memory.fix_mmap_threshold()
+before = libc.mallinfo2().hblks
+libc.free(libc.malloc(4 << 20))
+block = libc.malloc(200 << 10)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+def _glibc_with_mallinfo2() -> bool:
+    name = ctypes.util.find_library("c")
+    return name is not None and hasattr(ctypes.CDLL(name), "mallinfo2")
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="glibc >= 2.33 (mallinfo2) only")
+@pytest.mark.parametrize(("mode", "mapped"), [("default", 0), ("pinned", 1)])
+def test_a_large_buffer_after_a_larger_one_is_mapped_only_when_pinned(
+    mode: str, mapped: int
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) == mapped, out.stderr
