@@ -3,13 +3,13 @@
 Two aiortc peers with `iceTransportPolicy: relay` may only use relayed candidates, so a
 data-channel message that crosses between them went through coturn. Credentials signed
 with another secret, or expired, get no allocation: no relayed candidate, no path.
-Skipped naming turnserver where coturn is absent; under CI=true that is a failure.
+Skipped naming turnserver where coturn is absent; under CI=true that skip fails the run
+(chat_testkit.strict_ci).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 import time
@@ -34,8 +34,7 @@ def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TurnServer,
     try:
         server = TurnServer(tmp_path_factory.mktemp("turn"), secret)
     except Missing as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc}: CI must install it (.ci/run)")
+        # Names turnserver; chat_testkit.strict_ci fails this skip under CI=true.
         pytest.skip(str(exc))
     yield server, secret
     server.stop()

@@ -5,7 +5,6 @@ from the committed lock."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -25,22 +24,14 @@ CLIENTS = ROOT / "clients"
 GENERATED = ROOT / "libs" / "contracts" / "generated"
 
 
-def missing(reason: str) -> None:
-    """Skip naming the missing part; under CI=true it must have been installed: fail."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}: CI must install it (.ci/run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
     """`clients/node_modules`, installed with `npm ci` from the committed lock when absent
     or older than the lock; the `node` binary's path."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        missing("node and npm are not installed (Debian packages nodejs, npm)")
-    assert node is not None
-    assert npm is not None
+        # A plain skip naming the part: chat_testkit.strict_ci fails it under CI=true.
+        pytest.skip("node and npm are not installed (Debian packages nodejs, npm)")
     marker = CLIENTS / "node_modules" / ".package-lock.json"
     lock = CLIENTS / "package-lock.json"
     if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clients.conftest import ROOT, WebGateway, missing
+from tests.integration.clients.conftest import ROOT, WebGateway
 
 pw = pytest.importorskip("playwright.sync_api", reason="playwright (PyPI) is not installed")
 
@@ -44,8 +44,8 @@ WAIT_MS = 15_000
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        missing("chromium is not installed (Debian package chromium)")
-    assert path is not None
+        # A plain skip naming the part: chat_testkit.strict_ci fails it under CI=true.
+        pytest.skip("chromium is not installed (Debian package chromium)")
     return path
 
 
