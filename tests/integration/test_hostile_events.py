@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -233,8 +233,6 @@ def marks(stack: Stack) -> dict[str, Any]:
     }
 
 
-ACKED = [r for r in routes.ROUTES if r.ack]
-NOT_ACKED = [r for r in routes.ROUTES if not r.ack]
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -245,39 +243,41 @@ SETTINGS = settings(
         HealthCheck.data_too_large,
     ],
 )
+Fuzzer = Callable[[], Awaitable[ChatClient]]
 
 
-@pytest.mark.parametrize("route", ACKED, ids=[r.event for r in ACKED])
+@pytest.fixture
+def fuzzer(connect: Connect, uid: Callable[[str], str]) -> Fuzzer:
+    """The test's socket, shared by all its examples (hypothesis runs them within one
+    call of the test), reconnected if a case closed it."""
+    held: list[ChatClient] = []
+
+    async def client() -> ChatClient:
+        if not held or not held[0].sio.connected:
+            held[:] = [await connect(uid("fuzzer"))]
+        return held[0]
+
+    return client
+
+
+@pytest.mark.parametrize("route", routes.ROUTES, ids=[r.event for r in routes.ROUTES])
 @SETTINGS
 @given(data=st.data())
-async def test_every_ack_is_well_formed(
-    marks: dict[str, Any],
-    connect: Connect,
-    uid: Callable[[str], str],
-    route: routes.Route[Any, Any],
-    data: st.DataObject,
+async def test_every_ack_is_well_formed_and_every_socket_stays_usable(
+    marks: dict[str, Any], fuzzer: Fuzzer, route: routes.Route[Any, Any], data: st.DataObject
 ) -> None:
-    client = await _fuzzer(connect, uid)
+    """An event with an ack gets a well-formed one; one without leaves the socket usable
+    (the next example reuses it; the last test checks the gateways' logs)."""
+    client = await fuzzer()
     payload = data.draw(payloads(route), label="payload")
+    if not route.ack:
+        await client.emit(route.event, payload)
+        OUTCOMES["no ack"] += 1
+        return
     ack = await client.call(route.event, payload, timeout=8)
     OUTCOMES[f"{ack.get('status')} {ack.get('code', '')}".strip()] += 1
     problem = well_formed(ack)
     assert problem is None, f"{route.event} {_short(payload)}: {problem}"
-
-
-@pytest.mark.parametrize("route", NOT_ACKED, ids=[r.event for r in NOT_ACKED])
-@SETTINGS
-@given(data=st.data())
-async def test_events_without_ack_leave_the_socket_usable(
-    marks: dict[str, Any],
-    connect: Connect,
-    uid: Callable[[str], str],
-    route: routes.Route[Any, Any],
-    data: st.DataObject,
-) -> None:
-    client = await _fuzzer(connect, uid)
-    await client.emit(route.event, data.draw(payloads(route), label="payload"))
-    OUTCOMES["no ack"] += 1
 
 
 @SETTINGS
@@ -286,13 +286,9 @@ async def test_events_without_ack_leave_the_socket_usable(
     event=st.one_of(st.sampled_from(EDGE_STRINGS), st.text(max_size=30)),
 )
 async def test_unknown_events_and_odd_arguments_get_validation_errors(
-    marks: dict[str, Any],
-    connect: Connect,
-    uid: Callable[[str], str],
-    args: list[Any],
-    event: str,
+    marks: dict[str, Any], fuzzer: Fuzzer, args: list[Any], event: str
 ) -> None:
-    client = await _fuzzer(connect, uid)
+    client = await fuzzer()
     if event in routes.BY_EVENT or event in ("connect", "disconnect", "message"):
         return
     # python-socketio sends a tuple as several arguments.
@@ -303,18 +299,6 @@ async def test_unknown_events_and_odd_arguments_get_validation_errors(
     assert problem is None, f"{event!r} {_short(args)}: {problem}"
     assert ack["status"] == "error", ack
     assert ack["code"] == "VALIDATION_ERROR", ack
-
-
-_fuzzers: dict[int, ChatClient] = {}
-
-
-async def _fuzzer(connect: Connect, uid: Callable[[str], str]) -> ChatClient:
-    """One socket per test (reused by all its examples): reconnected if a case closed it."""
-    key = id(connect)
-    client = _fuzzers.get(key)
-    if client is None or not client.sio.connected:
-        client = _fuzzers[key] = await connect(uid("fuzzer"))
-    return client
 
 
 def _short(value: Any) -> str:
