@@ -11,7 +11,8 @@ import base64
 import hashlib
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,69 @@ async def send_file(
     return await sock.call("message:send", payload)
 
 
-async def test_20_mib_upload_reports_progress_on_the_other_gateway(
+async def delete_for_everyone(sock: ChatClient, message_id: str) -> None:
+    """`message:delete` for everyone (asserted ok)."""
+    ack = await sock.call("message:delete", {"messageId": message_id, "deleteForEveryone": True})
+    assert ack["status"] == "ok", ack
+
+
+async def until_gone(user: MediaUser, url: str, what: str) -> None:
+    """Wait (up to ~5 s) until `url` answers `user` 404; `what` names the failure."""
+    for _ in range(250):
+        if (await user.get(url))[0] == 404:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(what)
+
+
+@dataclass(frozen=True)
+class Uploader:
+    """A user with a socket (where their upload events arrive) and a media session."""
+
+    id: str
+    socket: ChatClient
+    media: MediaUser
+
+    async def upload(self, file_name: str, data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Create, send in one PUT (asserted complete), and the `upload:complete` of it on
+        the socket: the final status and the event."""
+        done = await self.media.upload(file_name, data)
+        event = await self.socket.wait_for(
+            "upload:complete", lambda d: d["uploadId"] == done["uploadId"]
+        )
+        return done, event
+
+    async def send_upload(
+        self, peer: str, data: bytes | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`plan.pdf` (5,000 bytes unless `data`) uploaded and sent to `peer` as a FILE
+        (asserted ok): the upload's final status and the message."""
+        done = await self.media.upload("plan.pdf", pdf_bytes(5_000) if data is None else data)
+        ack = await send_file(self.socket, done["mediaUrl"], target_user_id=peer)
+        assert ack["status"] == "ok", ack
+        assert ack["message"]["mediaUrl"] == done["mediaUrl"]
+        return done, ack["message"]
+
+
+Uploaders = Callable[..., Awaitable[Uploader]]
+
+
+@pytest.fixture
+def uploader(
     connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
-) -> None:
-    alice = uid("alice")
-    phone = await connect(alice, gateway=1)  # her other device, on the second gateway
-    user = media_user(alice)
+) -> Uploaders:
+    """`await uploader(name="alice", gateway=0)`: a new user, connected, with a media session."""
+
+    async def make(name: str = "alice", gateway: int = 0) -> Uploader:
+        user_id = uid(name)
+        return Uploader(user_id, await connect(user_id, gateway=gateway), media_user(user_id))
+
+    return make
+
+
+async def test_20_mib_upload_reports_progress_on_the_other_gateway(uploader: Uploaders) -> None:
+    alice = await uploader(gateway=1)  # her phone: her other device, on the second gateway
+    phone, user = alice.socket, alice.media
     data = pdf_bytes(20 * MIB)
     status, created = await user.create("report.pdf", len(data))
     assert status == 201, created
@@ -103,12 +161,9 @@ async def test_20_mib_upload_reports_progress_on_the_other_gateway(
     assert headers["Content-Disposition"].startswith('attachment; filename="report.pdf"')
 
 
-async def test_resume_after_a_cut_connection(
-    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
-) -> None:
-    alice = uid("alice")
-    socket = await connect(alice)
-    user = media_user(alice)
+async def test_resume_after_a_cut_connection(uploader: Uploaders) -> None:
+    alice = await uploader()
+    socket, user = alice.socket, alice.media
     data = pdf_bytes(6 * MIB)
     _, created = await user.create("big.pdf", len(data))
     url = created["uploadUrl"]
@@ -159,13 +214,10 @@ def headers_of_length(head: tuple[int, Mapping[str, str]]) -> int:
     return int(head[1]["Upload-Length"])
 
 
-async def test_tus_upload_with_a_resume(
-    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
-) -> None:
+async def test_tus_upload_with_a_resume(uploader: Uploaders) -> None:
     """tus 1.0 (core + creation), as tus-js-client speaks it, on the same sessions."""
-    alice = uid("alice")
-    socket = await connect(alice)
-    user = media_user(alice)
+    alice = await uploader()
+    socket, user = alice.socket, alice.media
     data = pdf_bytes(3 * MIB)
     tus = {**user.auth, "Tus-Resumable": "1.0.0"}
     async with user.http.options(f"{user.base}/v1/tus") as resp:
@@ -206,12 +258,9 @@ async def test_tus_upload_with_a_resume(
     assert (status, body == data) == (200, True)
 
 
-async def test_refusals_before_and_while_reading(
-    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
-) -> None:
-    alice = uid("alice")
-    socket = await connect(alice)
-    user = media_user(alice)
+async def test_refusals_before_and_while_reading(uploader: Uploaders) -> None:
+    alice = await uploader()
+    socket, user = alice.socket, alice.media
 
     # Over the 100 MiB limit: refused at POST, before any byte.
     status, body = await user.create("huge.mp4", 100 * MIB + 1)
@@ -293,14 +342,9 @@ async def test_per_user_concurrent_uploads_are_capped(
 
 
 async def test_traversal_looking_names_are_only_display_names(
-    stack: Stack,
-    connect: Connect,
-    uid: Callable[[str], str],
-    media_user: Callable[[str], MediaUser],
+    stack: Stack, uploader: Uploaders
 ) -> None:
-    alice = uid("alice")
-    socket = await connect(alice)
-    user = media_user(alice)
+    alice = await uploader()
     media_dir = stack.workdir / "media"
     before = set(stack.workdir.parent.rglob("*"))
     for raw, shown in [
@@ -309,10 +353,8 @@ async def test_traversal_looking_names_are_only_display_names(
         ("...pdf", "pdf"),
         ("a\x00b\r\nc<script>.pdf", "a_b__c_script_.pdf"),
     ]:
-        done = await user.upload(raw, pdf_bytes(2_000))
-        assert done["fileName"] == shown
-        event = await socket.wait_for("upload:complete")
-        assert (event["uploadId"], event["fileName"]) == (done["uploadId"], shown)
+        done, event = await alice.upload(raw, pdf_bytes(2_000))
+        assert (done["fileName"], event["fileName"]) == (shown, shown)
     created = set(stack.workdir.parent.rglob("*")) - before
     assert created, "the uploads were stored somewhere"
     for path in created:
@@ -350,11 +392,11 @@ async def test_exif_gps_is_stripped_and_a_thumbnail_made(
 
 
 async def test_downloads_need_a_reader_and_honour_range_and_etag(
-    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
+    uid: Callable[[str], str], media_user: Callable[[str], MediaUser], uploader: Uploaders
 ) -> None:
-    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
-    alice_s = await connect(alice)
-    owner, reader, stranger = media_user(alice), media_user(bob), media_user(carol)
+    alice, bob, carol = await uploader(), uid("bob"), uid("carol")
+    alice_s, owner = alice.socket, alice.media
+    reader, stranger = media_user(bob), media_user(carol)
     data = pdf_bytes(100_000)
     done = await owner.upload("plan.pdf", data)
     url = done["mediaUrl"]
@@ -399,20 +441,17 @@ async def test_downloads_need_a_reader_and_honour_range_and_etag(
         assert resp.status == 404
 
 
-async def test_foreign_media_urls_are_refused_in_message_send(
-    connect: Connect, uid: Callable[[str], str], media_user: Callable[[str], MediaUser]
-) -> None:
-    alice, bob = uid("alice"), uid("bob")
-    alice_s = await connect(alice)
-    bob_s = await connect(bob)
-    done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
+async def test_foreign_media_urls_are_refused_in_message_send(uploader: Uploaders) -> None:
+    alice, bob = await uploader(), await uploader("bob")
+    alice_s, bob_s = alice.socket, bob.socket
+    done = await alice.media.upload("plan.pdf", pdf_bytes(5_000))
 
-    async def send(socket: object, url: str, kind: str = "FILE") -> dict[str, object]:
-        ack: dict[str, object] = await socket.call(  # type: ignore[attr-defined]
+    async def send(socket: ChatClient, url: str, kind: str = "FILE") -> dict[str, Any]:
+        ack: dict[str, Any] = await socket.call(
             "message:send",
             {
                 "clientMessageId": cmid(),
-                "targetUserId": alice if socket is bob_s else bob,
+                "targetUserId": alice.id if socket is bob_s else bob.id,
                 "type": kind,
                 "mediaUrl": url,
             },
@@ -443,20 +482,16 @@ async def test_foreign_media_urls_are_refused_in_message_send(
 
 async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
     stack: Stack,
-    connect: Connect,
     uid: Callable[[str], str],
     media_user: Callable[[str], MediaUser],
+    uploader: Uploaders,
 ) -> None:
     """Through the real messages service: a forward keeps the media alive; once the
     last message carrying it is deleted for everyone, nobody gets it any more."""
-    alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
-    alice_s = await connect(alice)
-    bob_s = await connect(bob)
-    done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
+    sender, receiver, carol = await uploader(), await uploader("bob"), uid("carol")
+    alice, bob, alice_s, bob_s = sender.id, receiver.id, sender.socket, receiver.socket
+    done, original = await sender.send_upload(bob)
     url = done["mediaUrl"]
-    ack = await send_file(alice_s, url, target_user_id=bob)
-    assert ack["status"] == "ok", ack
-    original = ack["message"]
     assert (await media_user(carol).get(url))[0] == 404
 
     # Bob may read it, so he may forward it; carol, in the new chat, may read it then.
@@ -469,26 +504,17 @@ async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
     assert forward["mediaUrl"] == url
     assert (await media_user(carol).get(url))[0] == 200
 
-    ack = await alice_s.call(
-        "message:delete", {"messageId": original["id"], "deleteForEveryone": True}
-    )
-    assert ack["status"] == "ok", ack
+    await delete_for_everyone(alice_s, original["id"])
     # The forward still carries it: still served to its readers, over a window long
     # enough for the deletion to be handled (the second one below is, within it).
     for _ in range(10):
         assert (await media_user(carol).get(url))[0] == 200
         await asyncio.sleep(0.03)
 
-    ack = await bob_s.call(
-        "message:delete", {"messageId": forward["id"], "deleteForEveryone": True}
+    await delete_for_everyone(bob_s, forward["id"])
+    await until_gone(
+        media_user(carol), url, "media still served after its last message was deleted"
     )
-    assert ack["status"] == "ok", ack
-    for _ in range(250):
-        if (await media_user(carol).get(url))[0] == 404:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("media still served after its last message was deleted")
     for user in (alice, bob):
         assert (await media_user(user).get(url))[0] == 404
     files = [p.name for p in (stack.workdir / "media").rglob("*")]
@@ -500,47 +526,33 @@ async def test_media_of_a_message_deleted_for_everyone_is_no_longer_served(
 
 async def test_a_deletion_while_media_is_down_is_applied_once_it_is_back(
     stack: Stack,
-    connect: Connect,
     uid: Callable[[str], str],
     media_user: Callable[[str], MediaUser],
+    uploader: Uploaders,
 ) -> None:
     """`evt.messages.deleted` waits in the MEDIA stream (JetStream) for the media worker."""
-    alice, bob = uid("alice"), uid("bob")
-    alice_s = await connect(alice)
-    done = await media_user(alice).upload("plan.pdf", pdf_bytes(5_000))
+    sender, bob = await uploader(), uid("bob")
+    alice, alice_s = sender.id, sender.socket
+    done, message = await sender.send_upload(bob)
     url = done["mediaUrl"]
-    ack = await send_file(alice_s, url, target_user_id=bob)
-    assert ack["status"] == "ok", ack
     media = stack.processes["media"]
     port = media.port
     assert await asyncio.to_thread(media.stop) == 0
     try:
-        ack = await alice_s.call(
-            "message:delete", {"messageId": ack["message"]["id"], "deleteForEveryone": True}
-        )
-        assert ack["status"] == "ok", ack
+        await delete_for_everyone(alice_s, message["id"])
     finally:
         # Back on the same address, so the URLs it issued stay its own.
         restarted = stack.add("media", "media", CHAT_MEDIA_PORT=str(port))
         await asyncio.to_thread(restarted.wait_ready)
-    for _ in range(250):
-        if (await media_user(bob).get(url))[0] == 404:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("a deletion made while media was down was lost")
+    await until_gone(media_user(bob), url, "a deletion made while media was down was lost")
     assert (await media_user(alice).get(url))[0] == 404
 
 
 async def test_upload_failed_when_the_client_disconnects_and_the_session_expires(
-    stack: Stack,
-    connect: Connect,
-    uid: Callable[[str], str],
-    media_user: Callable[[str], MediaUser],
+    stack: Stack, uploader: Uploaders
 ) -> None:
-    alice = uid("alice")
-    socket = await connect(alice, gateway=1)
-    user = media_user(alice)
+    alice = await uploader(gateway=1)
+    socket, user = alice.socket, alice.media
     data = pdf_bytes(2 * MIB)
     _, created = await user.create("draft.pdf", len(data))
 
