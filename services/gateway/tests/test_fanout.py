@@ -19,6 +19,7 @@ from chat_gateway.fanout import Delivery, _Sink
 from chat_gateway.ordering import HOLD_S
 from chat_gateway.registry import Registry
 from chat_runtime.bus import Bus, encode
+from chat_testkit.probes import tasks_running
 
 
 def test_event_frame_is_a_socketio_v5_event_packet() -> None:
@@ -81,6 +82,16 @@ async def delivery(nats_url: str) -> AsyncIterator[tuple[Bus, Registry, Delivery
     await delivery.start()
     yield bus, registry, delivery
     await delivery.close()
+    await bus.close()
+
+
+async def test_close_ends_the_inbox_worker_before_it_returns(nats_url: str) -> None:
+    bus = await Bus.connect(nats_url, name="gateway-test")
+    delivery = Delivery(bus, Registry())
+    await delivery.start()
+    assert tasks_running("Delivery._drain")
+    await delivery.close()
+    assert tasks_running("Delivery._drain") == []
     await bus.close()
 
 

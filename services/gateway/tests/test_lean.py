@@ -18,6 +18,7 @@ from chat_gateway.conn import OutFrame
 from chat_gateway.lean import LeanConnection, LeanServer, Refused
 from chat_gateway.policy import TransportPolicy
 from chat_gateway.wire import CloseCode
+from chat_testkit.probes import tasks_running
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -571,6 +572,14 @@ class TestLeanConnection:
         assert not transport.closed
         server.sweep(conn.closing_since + lean.CLOSE_TIMEOUT_S + 0.1)
         assert transport.aborted
+
+    async def test_close_ends_the_ping_sweep_before_it_returns(self) -> None:
+        server, _ = self._server()
+        server.start()
+        await settle()
+        assert tasks_running("LeanServer._sweep")
+        await server.close()
+        assert not tasks_running("LeanServer._sweep")
 
     async def test_invalid_utf8_closes_with_1007(self) -> None:
         server, _ = self._server()

@@ -14,9 +14,11 @@ from nats.js import api
 
 from chat_contracts import subjects
 from chat_contracts.bus import MessagePush, MessagePushes
+from chat_messages import push
 from chat_messages.push import PushBatcher
 from chat_runtime.bus import Bus
 from chat_runtime.jetstream import ensure_push_stream, publish_durably
+from chat_testkit.probes import tasks_running
 from chat_testkit.servers import Missing, NatsServer
 
 _pushes = msgspec.msgpack.Decoder(MessagePushes)
@@ -86,6 +88,33 @@ async def test_batches_written_while_the_server_is_down_are_stored_once_in_order
     batches = await stored(bus)
     ids = [i for batch in batches for i in batch]
     assert ids == [f"m_{n:04d}" for n in range(9)], batches
+
+
+async def test_close_gives_up_on_a_dead_stream_and_leaves_no_write_running(
+    bus: Bus,
+    nats_server: NatsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(push, "CLOSE_GIVE_UP_S", 0.5)
+    pushes = PushBatcher(bus, max_delay_s=0.01)
+    port = nats_server.port
+    await asyncio.to_thread(nats_server.stop)
+    pushes.add(event(1))
+    await asyncio.sleep(0.05)  # the timer fires: a write into a dead server, retried on
+    pushes.add(event(2))
+    started = asyncio.get_running_loop().time()
+    await pushes.close()
+    assert asyncio.get_running_loop().time() - started < 0.5 + 1.0
+    assert "push batches not written" in caplog.text
+    assert tasks_running("PushBatcher.flush") == []
+    # The fixture's bus closes against a live server.
+    restarted = await asyncio.to_thread(NatsServer, nats_server.workdir, port)
+    nats_server.proc, nats_server.log = restarted.proc, restarted.log
+    # nats-py offers no awaitable reconnect (flush() raises while reconnecting): poll.
+    async with asyncio.timeout(10):
+        while not bus.nc.is_connected:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
 
 async def test_a_write_sent_twice_with_one_id_is_stored_once(bus: Bus) -> None:

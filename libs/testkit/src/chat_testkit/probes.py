@@ -1,10 +1,13 @@
 """What a reliability test reads from a running process: its memory, and what its log
-said since a mark (an unhandled exception shows as a Python traceback there)."""
+said since a mark (an unhandled exception shows as a Python traceback there); and, in
+the test's own event loop, which background tasks are still running."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chat_testkit.servers import ServiceProcess
 
@@ -43,3 +46,9 @@ class LogMark:
             if "Traceback (most recent call last)" in line:
                 found.append("\n".join(lines[max(0, i - 2) : i + 25]))
         return found
+
+
+def tasks_running(qualname: str) -> list[asyncio.Task[Any]]:
+    """The unfinished tasks of the running loop whose coroutine is `qualname` (e.g.
+    `"LeanServer._sweep"`): a `close()` that only cancels leaves them here."""
+    return [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") == qualname]

@@ -47,6 +47,7 @@ from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, QueryError
 from chat_runtime.clock import Clock, SystemClock
 from chat_runtime.redis_client import primary_locator
+from chat_runtime.worker import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,9 @@ class Gateway:
         self.typing.close()
         self.limiter.close()
         self._presence_store.close()
-        for task in self._background:
-            task.cancel()
+        # Awaited, not only cancelled: the heartbeat's redis-py call can drop a
+        # cancellation (cancel_tasks), and must not run on into redis.aclose().
+        await cancel_tasks(list(self._background))
         await self.delivery.close()
 
     def _spawn(self, coro: Awaitable[None]) -> None:

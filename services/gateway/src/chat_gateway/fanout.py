@@ -29,6 +29,7 @@ from chat_gateway.ordering import HOLD_S, RoomOrder
 from chat_gateway.reached import Reached
 from chat_gateway.registry import Interest, Registry
 from chat_runtime.bus import Bus
+from chat_runtime.worker import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ class Delivery:
         for timer in self._timers.values():
             timer.cancel()
         if self._worker is not None:
-            self._worker.cancel()
+            await cancel_tasks([self._worker])
 
 
 class _HoldExpired:

@@ -40,6 +40,7 @@ from chat_gateway.inbox import Inbox
 from chat_gateway.metrics import SLOW_CLIENT_CUTOFFS
 from chat_gateway.policy import PendingConnections, TokenBucket, TransportPolicy
 from chat_gateway.wire import CloseCode
+from chat_runtime.worker import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class LeanServer:
     async def close(self) -> None:
         """Say goodbye to every client (1001 going away: they reconnect elsewhere)."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
+            await cancel_tasks([self._sweeper])
         for conn in list(self.connections.values()):
             conn.close(CloseCode.GOING_AWAY, "server going away")
         # The peers answer our close frames within a loop turn or two; whoever has not

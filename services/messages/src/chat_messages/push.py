@@ -28,6 +28,7 @@ from chat_messages.store import Appended
 from chat_runtime.bus import Bus, encode
 from chat_runtime.clock import iso
 from chat_runtime.jetstream import publish_durably
+from chat_runtime.worker import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,6 @@ class PushBatcher:
         self._give_up_after_s = CLOSE_GIVE_UP_S
         self._spawn_flush()
         _done, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GIVE_UP_S)
-        for task in pending:
-            task.cancel()
         if pending:
             log.error("%d push batches not written: the stream took no write", len(pending))
+            await cancel_tasks(list(pending))

@@ -14,7 +14,6 @@ What happens is reported through `report(event, **fields)` (JSON lines in the CL
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 from chat_calls.testpeer.media import ColorTrack, Probe, ToneTrack, consume
+from chat_runtime.worker import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -292,10 +292,7 @@ class TestPeer:
         for probe in session.probes:
             self.report("received", callId=session.call_id, **probe.as_dict())
         await session.pc.close()
-        for task in session.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_tasks(session.tasks)
 
     def spawn(self, coro: Any) -> None:
         """Run `coro` in the background; a failure is reported as an `error` event."""
