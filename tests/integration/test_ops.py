@@ -14,6 +14,7 @@ import socketio
 from chat_testkit.client import ChatClient
 from chat_testkit.servers import ServiceProcess
 from chat_testkit.stack import Stack
+from tests.integration.media_client import pdf_bytes
 
 
 @pytest_asyncio.fixture
@@ -148,3 +149,41 @@ async def test_the_debug_endpoint_is_served_only_when_asked_for(
     # RSS before and after glibc's malloc_trim: a gateway is tens of MiB resident.
     assert trim["before_kib"] > 10_000
     assert 0 < trim["after_kib"] <= trim["before_kib"] + 1_024
+
+
+async def test_media_counts_http_requests_by_route_template_never_by_path(
+    stack: Stack, http: aiohttp.ClientSession, uid: Callable[[str], str]
+) -> None:
+    auth = {"Authorization": f"Bearer {stack.token(uid('ops'))}"}
+    with extra(stack, "media", "media-ops") as media:
+        created = {"fileName": "ops.pdf", "size": 2_000}
+        async with http.post(media.url + "/v1/uploads", json=created, headers=auth) as resp:
+            assert resp.status == 201
+            upload_url = (await resp.json())["uploadUrl"]
+        async with http.put(upload_url, data=pdf_bytes(2_000), headers=auth) as resp:
+            assert resp.status == 200
+        async with http.head(upload_url, headers=auth) as resp:
+            assert resp.status == 200
+        async with http.get(media.url + "/v1/media/m_nosuchmedia", headers=auth) as resp:
+            assert resp.status == 404
+        async with http.get(media.url + "/no/such/path") as resp:
+            assert resp.status == 404
+        async with http.get(upload_url, headers=auth) as resp:  # PUT and HEAD only
+            assert resp.status == 405
+        async with http.get(media.ops_url + "/metrics") as resp:
+            text = await resp.text()
+    upload = "/v1/uploads/{upload_id}"
+    requests = "chat_media_http_requests_total"
+    assert sample(text, requests, method="POST", route="/v1/uploads", status="201") == 1
+    assert sample(text, requests, method="PUT", route=upload, status="200") == 1
+    assert sample(text, requests, method="HEAD", route=upload, status="200") == 1
+    assert sample(text, requests, method="GET", route="/v1/media/{media_id}", status="404") == 1
+    assert sample(text, requests, method="GET", route="unmatched", status="404") == 1
+    assert sample(text, requests, method="GET", route="unmatched", status="405") == 1
+    seconds = "chat_media_http_request_seconds_count"
+    assert sample(text, seconds, method="PUT", route=upload) == 1
+    assert sample(text, seconds, method="GET", route="unmatched") == 2
+    # Bounded labels: no id, no raw path.
+    assert upload_url.rsplit("/", 1)[1] not in text
+    assert "m_nosuchmedia" not in text
+    assert "/no/such/path" not in text

@@ -18,7 +18,7 @@ from chat_contracts import DomainError, ErrorCode, RetryableError
 from chat_contracts.bus import Actor
 from chat_contracts.ids import is_valid_id
 from chat_contracts.media import HttpError, MediaLink, UploadCreated, UploadRequest, UploadStatus
-from chat_media import domain, tus
+from chat_media import domain, metrics, tus
 from chat_media.access import Access
 from chat_media.domain import Kind, Media, UploadSession
 from chat_media.openapi import document
@@ -166,7 +166,7 @@ class MediaApi:
 
     def app(self) -> web.Application:
         """The aiohttp application."""
-        app = web.Application(middlewares=[errors])
+        app = web.Application(middlewares=[metrics.measured, errors])
         app.on_response_prepare.append(tus.add_version)
         tus.Tus(self._uploads, self.actor, self._urls.tus, self._max_bytes).add_routes(app)
         app.router.add_get("/healthz", self.health)
