@@ -20,7 +20,7 @@ from pluggy import Result
 ALLOWED_IN_CI = ("MongoDB",)
 
 
-def skip_reason(report: pytest.TestReport) -> str:
+def skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     """The reason of a skipped report (pytest keeps it as (file, line, reason))."""
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -37,6 +37,23 @@ def pytest_runtest_makereport(
     report = outcome.get_result()
     if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
         return
+    _fail_unless_allowed(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, Result[pytest.CollectReport]]:
+    """The same for a whole module skipped while collected (`pytest.importorskip`, a
+    module-level `pytest.skip(..., allow_module_level=True)`)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped:
+        return
+    _fail_unless_allowed(report)
+
+
+def _fail_unless_allowed(report: pytest.TestReport | pytest.CollectReport) -> None:
     reason = skip_reason(report)
     if reason.startswith(ALLOWED_IN_CI):
         return
