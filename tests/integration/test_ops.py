@@ -77,6 +77,9 @@ async def test_a_gateway_serves_health_readiness_and_metrics(
         # group:create fans out group:created to the creator's other sockets (none here)
         # and joins the room: the counter exists and is read at scrape time.
         assert "chat_gateway_fanout_deliveries_total" in text
+        # Read at scrape time too: the events parsed and waiting on sockets (none now).
+        assert "chat_gateway_queued_events " in text
+        assert sample(text, "chat_gateway_queued_events") == 0
 
 
 async def test_a_refused_handshake_is_counted_by_code(

@@ -479,6 +479,76 @@ class TestLeanConnection:
         assert not transport.is_paused()
         assert [e for e, _ in handler.events] == ["e0", "e1", "e2", "e3", "e4"]
 
+    async def test_a_full_inbox_leaves_the_rest_of_a_read_unparsed_until_it_has_room(
+        self,
+    ) -> None:
+        """One read of 200 events (a flood's 256 KiB read is ~4,800): parsing stops
+        where the inbox is full; the rest is parsed as it drains, none lost or
+        reordered, and reading resumes once the bytes already received are used up."""
+        server, handler = self._server(max_in_flight=4)
+        conn, transport = await self._connected(server)
+        handler.gate = asyncio.Event()
+        conn.data_received(b"".join(text(f'42{i}["e{i}"]') for i in range(200)))
+        await settle()
+        assert transport.is_paused()
+        assert len(handler.events) == 1
+        # Before: all 200 parsed and queued behind the running one.
+        assert conn.queued == 4
+        assert not [p for p in transport.packets() if p.startswith("43")]
+        handler.gate.set()
+        for _ in range(5000):
+            await asyncio.sleep(0)
+            if len([p for p in transport.packets() if p.startswith("43")]) == 200:
+                break
+        acks = [p for p in transport.packets() if p.startswith("43")]
+        assert [int(a[2 : a.index("[")]) for a in acks] == list(range(200))
+        assert [e for e, _ in handler.events] == [f"e{i}" for i in range(200)]
+        assert not transport.is_paused()
+        assert conn.queued == 0
+
+    async def test_a_frame_cut_at_the_pause_point_is_completed_by_the_next_read(self) -> None:
+        server, handler = self._server(max_in_flight=4)
+        conn, transport = await self._connected(server)
+        handler.gate = asyncio.Event()
+        data = b"".join(text(f'42{i}["e{i}",{{"n":{i}}}]') for i in range(40))
+        cut = len(data) // 2 + 3  # inside a frame
+        conn.data_received(data[:cut])
+        await settle()
+        assert transport.is_paused()
+        assert conn.queued == 4
+        handler.gate.set()
+        for _ in range(2000):
+            await asyncio.sleep(0)
+            if not transport.is_paused():
+                break
+        # A real transport delivers nothing while paused: the rest comes now.
+        assert not transport.is_paused()
+        conn.data_received(data[cut:])
+        for _ in range(2000):
+            await asyncio.sleep(0)
+            if len(handler.events) == 40 and not transport.is_paused():
+                break
+        assert handler.events == [(f"e{i}", {"n": i}) for i in range(40)]
+
+    async def test_a_held_socket_that_is_closed_still_reads_the_peers_close_frame(
+        self,
+    ) -> None:
+        server, handler = self._server(max_in_flight=4)
+        conn, transport = await self._connected(server)
+        handler.gate = asyncio.Event()
+        conn.data_received(b"".join(text(f'42{i}["e{i}"]') for i in range(100)))
+        await settle()
+        assert transport.is_paused()
+        conn.close(CloseCode.GOING_AWAY, "server going away")
+        assert not transport.is_paused()
+        assert conn.queued == 0
+        # The unparsed rest, then the peer's answer: read through, nothing handled.
+        conn.data_received(client_frame(struct.pack("!H", 1001), opcode=wire.OP_CLOSE))
+        assert transport.closed
+        handler.gate.set()
+        await settle()
+        assert [e for e, _ in handler.events] == ["e0"]
+
     async def test_losing_the_connection_mid_event_drops_the_rest_quietly(self) -> None:
         server, handler = self._server()
         conn, _ = await self._connected(server)

@@ -48,6 +48,26 @@ def test_reader_handles_split_input_and_several_frames_per_read() -> None:
     assert got == [b"40", b'42["a",1]', b"x" * 300]
 
 
+def test_reader_parses_one_message_at_a_time_and_keeps_the_rest_as_bytes() -> None:
+    frames = [client_frame(b"a"), client_frame(b"b", fin=False), client_frame(b"c", opcode=0)]
+    frames.append(client_frame(b"d"))
+    reader = wire.FrameReader(max_size=1 << 20)
+    reader.push(b"".join(frames))
+    first = reader.next_message()
+    assert first is not None
+    assert first.payload == b"a"
+    assert reader.buffered == sum(len(f) for f in frames[1:])
+    second = reader.next_message()  # two fragments make one message
+    assert second is not None
+    assert second.payload == b"bc"
+    assert reader.buffered == len(frames[3])
+    third = reader.next_message()
+    assert third is not None
+    assert third.payload == b"d"
+    assert reader.next_message() is None
+    assert reader.buffered == 0
+
+
 def test_fragmented_message_with_an_interleaved_ping() -> None:
     reader = wire.FrameReader(max_size=1 << 20)
     data = (

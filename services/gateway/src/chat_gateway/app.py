@@ -31,7 +31,7 @@ from chat_gateway import acks, clientfiles, debug, jsonmod
 from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, SioConnection
 from chat_gateway.fanout import Delivery
-from chat_gateway.lean import Refused
+from chat_gateway.lean import LeanConnection, Refused
 from chat_gateway.metrics import CONNECTS, REFUSALS, EventMetrics
 from chat_gateway.policy import HandshakeLimiter, TransportPolicy
 from chat_gateway.presence import Presence, PresenceEvents
@@ -218,6 +218,15 @@ class Gateway:
             else:
                 counts["websocket"] += 1
         return counts
+
+    def queued_events(self) -> int:
+        """Parsed events waiting on the lean path's sockets (each holds at most
+        `socket_max_in_flight`; the rest of a full socket's input stays unparsed)."""
+        return sum(
+            sock.conn.queued
+            for sock in self.registry.sockets.values()
+            if isinstance(sock.conn, LeanConnection)
+        )
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         redis_ok = await self.redis_ready()

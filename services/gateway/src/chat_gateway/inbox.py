@@ -4,8 +4,8 @@ Before issue 6 each event of a socket ran as its own task, so two `message:send`
 back to back could be stored out of order, and a client could start any number of
 tasks. Here a busy socket has one `Inbox` (made on its first event and dropped once
 drained: an idle socket holds none) and one task running its events in order. Past
-`max_in_flight` queued events the socket's reading pauses (`pause_reading`) until half
-of them ran.
+`max_in_flight` queued events the socket is paused (`Owner.pause`: no more bytes read
+or parsed) until half of them ran (`Owner.resume`: parsing goes on where it stopped).
 
 Used by the lean WebSocket path (`lean.LeanConnection`); python-socketio's long-polling
 path gets the same order from `async_handlers=False` (app.py).
@@ -30,7 +30,12 @@ class Owner(Protocol):
     """The connection an inbox belongs to (`lean.LeanConnection`)."""
 
     sid: str
-    transport: asyncio.Transport | None
+
+    def pause(self) -> None:
+        """Stop reading and parsing the socket's input (the inbox is full)."""
+
+    def resume(self) -> None:
+        """Go on parsing and reading where `pause` stopped (the inbox has room)."""
 
     def strike(self) -> None:
         """Count one refused event."""
@@ -66,10 +71,12 @@ class Inbox:
         events.append(packet)
         if len(events) >= self._max_in_flight and not self._paused:
             # Back-pressure: stop reading this socket until its queue halves.
-            transport = self._owner.transport
-            if transport is not None and not transport.is_closing():
-                transport.pause_reading()
-                self._paused = True
+            self._paused = True
+            self._owner.pause()
+
+    def __len__(self) -> int:
+        """Events waiting, the one running included."""
+        return len(self._events)
 
     def clear(self) -> None:
         """The connection is gone: drop what has not started."""
@@ -92,10 +99,9 @@ class Inbox:
                 # bystander's p99 (tests/integration/test_flood.py).
                 await asyncio.sleep(min(ack["retryAfter"], MAX_RATE_PAUSE_MS) / 1000)
             if self._paused and len(events) <= low_water:
+                # Before `resume`: the events it parses may fill the queue again.
                 self._paused = False
-                transport = self._owner.transport
-                if transport is not None and not transport.is_closing():
-                    transport.resume_reading()
+                self._owner.resume()
 
     async def _run(self, packet: wire.SioPacket) -> dict[str, Any] | None:
         # The payload stays raw JSON here: the gateway decodes it straight into the

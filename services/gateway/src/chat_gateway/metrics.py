@@ -3,7 +3,8 @@
 Counted where they happen: connects and refusals, events in, acks and their latency,
 slow-client cut-offs. Read at scrape time instead of counted on the hot path: sockets
 by transport (a walk over the registry, every 15 s) and fan-out deliveries (the counter
-`Delivery` keeps anyway) — a per-delivery `inc()` would cost more than the delivery.
+`Delivery` keeps anyway) — a per-delivery `inc()` would cost more than the delivery —
+and the parsed events queued on sockets (at most `socket_max_in_flight` per socket).
 NATS request timeouts are the runtime's `chat_nats_request_failures`.
 """
 
@@ -77,4 +78,9 @@ class GatewayCollector(Collector):
             "chat_gateway_fanout_deliveries",
             "Fan-out frames handed to local sockets",
             value=self._gateway.delivery.delivered,
+        )
+        yield GaugeMetricFamily(
+            "chat_gateway_queued_events",
+            "Parsed client events waiting for their socket's handler (WebSocket path)",
+            value=self._gateway.queued_events(),
         )

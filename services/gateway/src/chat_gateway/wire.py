@@ -198,14 +198,32 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return the messages they complete."""
-        self._buf += data
+        self.push(data)
         out: list[Message] = []
+        while (msg := self.next_message()) is not None:
+            out.append(msg)
+        return out
+
+    def push(self, data: bytes) -> None:
+        """Add received bytes, unparsed until `next_message` asks for them."""
+        self._buf += data
+
+    def next_message(self) -> Message | None:
+        """The next complete message of the bytes pushed so far (None: none complete).
+
+        One message at a time, so that a reader can stop where its consumer is full and
+        leave the rest as bytes (lean.py: a flooding socket's 256 KiB read was ~4,800
+        events parsed and held at once).
+        """
         while True:
             msg = self._next()
-            if msg is None:
-                return out
             if msg is not _FRAGMENT:
-                out.append(msg)
+                return msg
+
+    @property
+    def buffered(self) -> int:
+        """Bytes pushed and not yet parsed."""
+        return len(self._buf)
 
     def _next(self) -> Message | None:
         """The next message; `_FRAGMENT` for a frame that only starts or continues one;
