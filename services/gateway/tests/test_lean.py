@@ -485,16 +485,12 @@ class TestLeanConnection:
         """One read of 200 events (a flood's 256 KiB read is ~4,800): parsing stops
         where the inbox is full; the rest is parsed as it drains, none lost or
         reordered, and reading resumes once the bytes already received are used up."""
-        server, handler = self._server(max_in_flight=4)
-        conn, transport = await self._connected(server)
-        handler.gate = asyncio.Event()
-        conn.data_received(b"".join(text(f'42{i}["e{i}"]') for i in range(200)))
-        await settle()
-        assert transport.is_paused()
+        conn, transport, handler = await self._held(200)
         assert len(handler.events) == 1
         # Before: all 200 parsed and queued behind the running one.
         assert conn.queued == 4
         assert not [p for p in transport.packets() if p.startswith("43")]
+        assert handler.gate is not None
         handler.gate.set()
         for _ in range(5000):
             await asyncio.sleep(0)
@@ -533,21 +529,28 @@ class TestLeanConnection:
     async def test_a_held_socket_that_is_closed_still_reads_the_peers_close_frame(
         self,
     ) -> None:
-        server, handler = self._server(max_in_flight=4)
-        conn, transport = await self._connected(server)
-        handler.gate = asyncio.Event()
-        conn.data_received(b"".join(text(f'42{i}["e{i}"]') for i in range(100)))
-        await settle()
-        assert transport.is_paused()
+        conn, transport, handler = await self._held(100)
         conn.close(CloseCode.GOING_AWAY, "server going away")
         assert not transport.is_paused()
         assert conn.queued == 0
         # The unparsed rest, then the peer's answer: read through, nothing handled.
         conn.data_received(client_frame(struct.pack("!H", 1001), opcode=wire.OP_CLOSE))
         assert transport.closed
+        assert handler.gate is not None
         handler.gate.set()
         await settle()
         assert [e for e, _ in handler.events] == ["e0"]
+
+    async def _held(self, events: int) -> tuple[LeanConnection, FakeTransport, FakeHandler]:
+        """A socket with an inbox of 4 that sent `events` events in one read, its
+        handler stuck on the first (`handler.gate`): paused."""
+        server, handler = self._server(max_in_flight=4)
+        conn, transport = await self._connected(server)
+        handler.gate = asyncio.Event()
+        conn.data_received(b"".join(text(f'42{i}["e{i}"]') for i in range(events)))
+        await settle()
+        assert transport.is_paused()
+        return conn, transport, handler
 
     async def test_losing_the_connection_mid_event_drops_the_rest_quietly(self) -> None:
         server, handler = self._server()
