@@ -6,8 +6,9 @@ process (`chat_testkit.flood`: `typing:start` without an ack, as fast as the soc
 it, over the lean WebSocket path). Per round, from just before the flooder starts until
 shortly before it stops (its own start-up, the handshake and the first reads included):
 the gateway's CPU seconds, the typing events it handled (accepted / rate limited, from
-its `/metrics`), and the parsed events held in its memory at the end of the window (live
-`SioPacket` objects, from `POST /debug/gc`). Between rounds it waits until the gateway
+its `/metrics`), and the parsed events held at the end of the window (its
+`chat_gateway_queued_events`, and live `SioPacket` objects from `POST /debug/gc`, which
+lists the 40 most numerous types: 0 when not among them). Between rounds it waits until the gateway
 has let go of the flooder's socket (a paused socket notices its peer left only when a
 ping goes unanswered: pings every 3 s here, 5 s to answer). The rate defaults to the
 protocol's 5 typing events/s (`limits.RATE_TYPING_PER_S`); the integration tests'
@@ -35,6 +36,7 @@ from chat_testkit.stack import Stack
 _EVENTS = 'chat_gateway_events_total{event="typing:start"}'
 _ACKS = "chat_gateway_acks_total{"
 _SOCKETS = 'chat_gateway_sockets{transport="websocket"}'
+_QUEUED = "chat_gateway_queued_events "
 
 
 def _counters(ops_url: str) -> dict[str, float]:
@@ -42,7 +44,7 @@ def _counters(ops_url: str) -> dict[str, float]:
         text = response.read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith((_EVENTS, _ACKS, _SOCKETS)):
+        if line.startswith((_EVENTS, _ACKS, _SOCKETS, _QUEUED)):
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
@@ -71,6 +73,7 @@ async def _round(stack: Stack, seconds: float, index: int) -> dict[str, Any]:
     await asyncio.sleep(max(0.0, seconds - 0.3 - (time.monotonic() - started)))
     cpu = (cpu_seconds(pid) or 0.0) - cpu0
     window = time.monotonic() - started
+    queued = _counters(gateway.ops_url).get(_QUEUED.rstrip(), -1)
     packets = _live_packets(gateway.url)
     out, _ = await asyncio.wait_for(flooder.communicate(), seconds + 30)
     gone = time.monotonic()
@@ -86,6 +89,7 @@ async def _round(stack: Stack, seconds: float, index: int) -> dict[str, Any]:
         "gateway cpu ms": round(cpu * 1000),
         "typing handled": int(handled.get(_EVENTS, 0)),
         "rate limited": int(handled.get(_ACKS + 'code="RATE_LIMITED",status="retry"}', 0)),
+        "queued events": int(queued),
         "parsed events held": packets,
         "socket kept after the flooder left s": round(lingered, 1),
         "flooder": json.loads(out),
