@@ -9,6 +9,24 @@ from pathlib import Path
 
 import pytest
 
+#: Not passed to the inner pytest: CI is the case's own; PYTEST_ADDOPTS could point it at
+#: the outer run's --basetemp, which pytest empties at start.
+ISOLATED = ("CI", "PYTEST_ADDOPTS")
+
+
+def _pytest_with_strict_ci(tmp_path: Path, ci: str) -> str:
+    """What an inner pytest with the plugin prints over the tests in `tmp_path`."""
+    env = {k: v for k, v in os.environ.items() if k not in ISOLATED} | {"CI": ci}
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "-p", "chat_testkit.strict_ci", "--rootdir", str(tmp_path), str(tmp_path),
+        ],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    return run.stdout + run.stderr
+
+
 CASES = """
 import pytest
 
@@ -33,18 +51,11 @@ def test_runs():
 ])  # fmt: skip
 def test_skips_for_missing_parts_fail_only_under_ci(tmp_path: Path, ci: str, summary: str) -> None:
     (tmp_path / "test_cases.py").write_text(CASES)
-    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"CI": ci}
-    run = subprocess.run(
-        [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "-p", "chat_testkit.strict_ci", "--rootdir", str(tmp_path), str(tmp_path),
-        ],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
-    )  # fmt: skip
-    assert summary in run.stdout, run.stdout + run.stderr
+    out = _pytest_with_strict_ci(tmp_path, ci)
+    assert summary in out
     if ci:
-        assert "CI=true: skipped for a missing part CI must install" in run.stdout
-        assert "redis-server" in run.stdout
+        assert "CI=true: skipped for a missing part CI must install" in out
+        assert "redis-server" in out
 
 
 MODULE_SKIP = """
@@ -65,15 +76,8 @@ def test_a_module_skipped_at_collection_fails_only_under_ci(
     tmp_path: Path, ci: str, summary: str
 ) -> None:
     (tmp_path / "test_module_skip.py").write_text(MODULE_SKIP)
-    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"CI": ci}
-    run = subprocess.run(
-        [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "-p", "chat_testkit.strict_ci", "--rootdir", str(tmp_path), str(tmp_path),
-        ],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
-    )  # fmt: skip
-    assert summary in run.stdout, run.stdout + run.stderr
+    out = _pytest_with_strict_ci(tmp_path, ci)
+    assert summary in out
     if ci:
-        assert "CI=true: skipped for a missing part CI must install" in run.stdout
-        assert "no_such_browser_driver" in run.stdout
+        assert "CI=true: skipped for a missing part CI must install" in out
+        assert "no_such_browser_driver" in out
