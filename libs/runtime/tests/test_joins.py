@@ -12,22 +12,15 @@ from nats.aio.msg import Msg
 from chat_contracts import server, subjects
 from chat_contracts.bus import Fanout
 from chat_runtime.bus import Bus, Publisher
+from chat_runtime.clock import ManualTicks
 from chat_runtime.joins import RecentJoins
 
 _fanout = msgspec.msgpack.Decoder(Fanout)
 END = "rt.test.end"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_join_is_recent_for_the_window_only() -> None:
-    clock = Clock()
+    clock = ManualTicks()
     joins = RecentJoins(window_s=5.0, clock=clock)
     joins.joined(["bob"], ["g_1", "g_2"])
     clock.now += 2
@@ -45,7 +38,7 @@ def test_a_join_is_recent_for_the_window_only() -> None:
 
 
 def test_a_leave_ends_the_copies_at_once() -> None:
-    joins = RecentJoins(window_s=5.0, clock=Clock())
+    joins = RecentJoins(window_s=5.0, clock=ManualTicks())
     joins.joined(["bob", "carol"], ["g_1"])
     joins.left(["bob"], ["g_1"])
     assert joins.of("g_1") == ["carol"]

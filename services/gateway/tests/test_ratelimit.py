@@ -5,6 +5,7 @@ from __future__ import annotations
 from chat_contracts import limits, routes
 from chat_gateway.ratelimit import LEASE_TTL_S, Bucket, Leases, buckets_by_event, lease_size
 from chat_gateway.settings import GatewaySettings
+from chat_runtime.clock import ManualTicks
 from chat_runtime.settings import load_settings
 
 #: Passes any secret policy: long, random-looking, with audience and issuer.
@@ -34,14 +35,6 @@ def test_every_event_has_a_bucket_and_the_settings_move_them() -> None:
     assert buckets["sync"] == Bucket("sync", 2.0, 120)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_lease_size_is_a_second_of_refill_at_most_half_the_burst() -> None:
     assert lease_size(Bucket("send", 5.0, 10)) == 5
     assert lease_size(Bucket("typing", 5.0, 5)) == 2
@@ -52,12 +45,12 @@ def test_lease_size_is_a_second_of_refill_at_most_half_the_burst() -> None:
 
 
 def test_leases_are_spent_once_and_expire() -> None:
-    clock = _Clock()
+    clock = ManualTicks()
     leases = Leases(clock)
     assert not leases.take("k")
     leases.add("k", 2)
     assert [leases.take("k") for _ in range(3)] == [True, True, False]
     leases.add("k", 3)
-    clock.t += LEASE_TTL_S
+    clock.now += LEASE_TTL_S
     assert not leases.take("k")  # expired unused tokens are not spent
     assert len(leases) == 0

@@ -35,6 +35,17 @@ class ManualClock:
         self._now += timedelta(**kwargs)
 
 
+class ManualTicks:
+    """Monotonic seconds (`time.monotonic`'s shape) that tests move by hand, for code
+    that takes a `clock: Callable[[], float]`; `now` is the current reading."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def iso(moment: datetime) -> str:
     """The protocol's time format: ISO-8601 UTC with milliseconds and `Z`."""
     m = moment.astimezone(UTC)
