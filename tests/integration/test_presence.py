@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,19 +17,34 @@ def parse(moment: str) -> datetime:
     return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
+async def online_in(watcher: ChatClient, group: str, user_id: str) -> None:
+    """Wait (10 s at most) until `user_id` is online in `group` as `presence:query` reads
+    it: the presence state these tests start from. Its `online` announcement is not
+    what they test, and two full CI runs of four saw it missing for a socket on a gateway
+    started a moment before (right after the users worker's restart in test_people; not
+    explained, an open finding of issue 14)."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        page = await watcher.call("presence:query", {"groupId": group})
+        if user_id in page.get("onlineUserIds", []):
+            return
+        assert asyncio.get_running_loop().time() < deadline, page
+        await asyncio.sleep(0.05)
+
+
 async def test_users_of_a_killed_gateway_go_offline(
     stack: Stack, connect: Connect, uid: Callable[[str], str]
 ) -> None:
     ann_id, bob_id = uid("ann"), uid("bob")
     ann = await connect(ann_id, gateway=0)
-    await make_group(ann, bob_id)
+    group = await make_group(ann, bob_id)
     doomed = stack.add("gateway", "gateway-doomed", CHAT_GATEWAY_ID="gateway-doomed")
     try:
         doomed.wait_ready()
         bob = ChatClient("bob@doomed")
         await bob.connect(doomed.url, stack.token(bob_id))
-        online = await ann.wait_for("presence:update", lambda e: e["userId"] == bob_id)
-        assert online["status"] == "online"
+        await online_in(ann, group, bob_id)
+        ann.clear()
 
         killed_at = datetime.now(UTC)
         doomed.kill()  # SIGKILL: no disconnect, no goodbye
@@ -36,7 +52,9 @@ async def test_users_of_a_killed_gateway_go_offline(
         # Dead once silent for the heartbeat TTL; offline after the grace; one sweep of slack.
         budget_s = (HEARTBEAT_TTL_MS + GRACE_MS + 2 * SWEEP_MS) / 1000
         offline = await ann.wait_for(
-            "presence:update", lambda e: e["userId"] == bob_id, timeout=budget_s + 3
+            "presence:update",
+            lambda e: e == e | {"userId": bob_id, "status": "offline"},
+            timeout=budget_s + 3,
         )
         took = time.monotonic() - started
         assert offline["status"] == "offline"
@@ -60,20 +78,21 @@ async def test_users_of_a_gateway_killed_and_restarted_at_once_go_offline(
     # A crashed pod restarts under the same id long before its heartbeat looks dead.
     ann_id, bob_id = uid("ann"), uid("bob")
     ann = await connect(ann_id, gateway=0)
-    await make_group(ann, bob_id)
+    group = await make_group(ann, bob_id)
     name = "gateway-phoenix"
     first = stack.add("gateway", name, CHAT_GATEWAY_ID=name)
     try:
         first.wait_ready()
         bob = ChatClient("bob@phoenix")
         await bob.connect(first.url, stack.token(bob_id))
-        await ann.wait_for("presence:update", lambda e: e["userId"] == bob_id)
+        await online_in(ann, group, bob_id)
+        ann.clear()
         first.kill()
         second = stack.add("gateway", name, CHAT_GATEWAY_ID=name)
         second.wait_ready()
         offline = await ann.wait_for(
             "presence:update",
-            lambda e: e["userId"] == bob_id,
+            lambda e: e == e | {"userId": bob_id, "status": "offline"},
             timeout=(GRACE_MS + 4 * SWEEP_MS) / 1000 + 3,
         )
         assert offline["status"] == "offline"
