@@ -32,3 +32,50 @@ export function ago(iso: string, now = Date.now()): string {
 export function time(iso: string): string {
   return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
+
+/**
+ * Where keyboard focus is, in terms that survive a re-render: the nearest element that
+ * has an `id`, a `data-id` (a message) or a `data-chat` (a chat in the list), and the
+ * focused element's place among that element's focusable descendants (-1: the element
+ * itself). Every render replaces the pane's nodes, and a focused node that leaves the
+ * document drops focus to <body>: without this, a presence or typing event arriving
+ * while a keyboard user sits on a message's "Reply" would throw them back to the top.
+ */
+export interface FocusSpot {
+  anchor: string;
+  index: number;
+}
+
+const FOCUSABLE = "button, input, select, textarea, a[href], [tabindex]";
+
+function anchorOf(el: Element): string | null {
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  for (const attr of ["data-id", "data-chat"]) {
+    const value = el.getAttribute(attr);
+    if (value) return `[${attr}="${CSS.escape(value)}"]`;
+  }
+  return null;
+}
+
+export function focusSpot(): FocusSpot | null {
+  const active = document.activeElement;
+  if (!active || active === document.body) return null;
+  for (let el: Element | null = active; el; el = el.parentElement) {
+    const anchor = anchorOf(el);
+    if (anchor) return { anchor, index: el === active ? -1 : [...el.querySelectorAll(FOCUSABLE)].indexOf(active) };
+  }
+  return null;
+}
+
+/** Puts focus back where `focusSpot` found it, unless something else holds it now. */
+export function restoreFocus(spot: FocusSpot | null): void {
+  if (!spot) return;
+  const active = document.activeElement;
+  if (active && active !== document.body) return;
+  const anchor = document.querySelector<HTMLElement>(spot.anchor);
+  if (!anchor) return;
+  // The anchor first: a message's toolbar is shown only while the message holds focus
+  // (CSS :focus-within), and a button that is not displayed cannot take focus.
+  anchor.focus({ preventScroll: true });
+  if (spot.index >= 0) anchor.querySelectorAll<HTMLElement>(FOCUSABLE)[spot.index]?.focus({ preventScroll: true });
+}

@@ -1,7 +1,7 @@
 // The web client: sign-in, the socket's events into State, and the view.
 import { AckError, connect, request, type ChatSocket, type Group, type SocketMessage } from "./api";
 import { Call } from "./call";
-import { ago, h, time } from "./dom";
+import { ago, focusSpot, h, restoreFocus, time } from "./dom";
 import { keyOf, State, type Chat } from "./state";
 import { createUpload, mediaBlob, messageType, sendBytes } from "./upload";
 
@@ -561,10 +561,12 @@ class App {
     this.queued = true;
     requestAnimationFrame(() => {
       this.queued = false;
+      const focus = focusSpot();
       this.renderTop();
       this.renderSide();
       this.renderPane();
       this.renderCall();
+      restoreFocus(focus);
       const notice = document.getElementById("notice");
       if (notice && notice.textContent !== this.notice) notice.textContent = this.notice;
     });
@@ -657,12 +659,7 @@ class App {
       if (log.scrollTop < 20) void this.older(chat);
     });
     const composer = this.composer(chat, typing);
-    const keep = document.getElementById("composer-text") as HTMLTextAreaElement | null;
     pane.replaceChildren(header, log, composer);
-    if (keep) {
-      const text = document.getElementById("composer-text") as HTMLTextAreaElement;
-      if (document.activeElement === document.body) text.focus();
-    }
     if (atBottom) log.scrollTop = log.scrollHeight;
     else log.scrollTop = prevTop + (log.scrollHeight - prevHeight);
   }

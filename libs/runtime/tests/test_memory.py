@@ -9,8 +9,10 @@ import sys
 
 import pytest
 
-# Allocates and frees a 4 MiB block (glibc then raises its mmap threshold to 4 MiB unless
-# it is pinned), then allocates 200 KiB and prints how many blocks are mmapped.
+# Allocates and frees a 24 MiB block (glibc then raises its mmap threshold to 24 MiB unless
+# it is pinned), then allocates 8 MiB and prints how many blocks are mmapped. glibc asks
+# the threshold only when no free chunk in the heap fits: a 200 KiB probe found one on a
+# CI machine whose interpreter start left that much free, and 8 MiB leaves no such room.
 PROBE = """
 import ctypes, sys
 from chat_runtime import memory
@@ -28,8 +30,8 @@ libc.free.argtypes = [ctypes.c_void_p]
 if sys.argv[1] == "pinned":
     assert memory.fix_mmap_threshold()
 before = libc.mallinfo2().hblks
-libc.free(libc.malloc(4 << 20))
-block = libc.malloc(200 << 10)
+libc.free(libc.malloc(24 << 20))
+block = libc.malloc(8 << 20)
 print(libc.mallinfo2().hblks - before)
 """
 

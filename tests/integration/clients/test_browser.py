@@ -409,7 +409,12 @@ def test_accessible_names_keyboard_and_visible_focus(
         ".outlineStyle]"
     )
     assert focused[1] != "none", focused
-    page.locator("li.msg", has_text="with the keyboard").get_by_role("button", name="Reply").focus()
+    reply = page.locator("li.msg", has_text="with the keyboard").get_by_role("button", name="Reply")
+    reply.focus()
+    # A message arriving re-renders Bob's log: the keyboard user stays on the same button.
+    alice.say("while Bob sits on Reply")
+    pw.expect(bob.message("while Bob sits on Reply")).to_be_visible()
+    pw.expect(reply).to_be_focused()
     page.keyboard.press("Enter")
     pw.expect(page.locator(".replying")).to_contain_text("Replying to Alice")
     page.keyboard.type("answered by keyboard")
