@@ -173,7 +173,8 @@ class ChatIds(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class PresenceChanged(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
-    """`cmd.users.presence` (published, no reply): a presence change the gateway announced.
+    """`cmd.users.presence` (a request, answered empty once published to the contacts;
+    the gateway retries a `retry` answer): a presence change the gateway announced.
 
     The users service keeps profiles and last-seen times from it.
     """

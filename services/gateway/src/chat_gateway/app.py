@@ -258,6 +258,7 @@ class Gateway:
         # Awaited, not only cancelled: the heartbeat's redis-py call can drop a
         # cancellation (cancel_tasks), and must not run on into redis.aclose().
         await cancel_tasks(list(self._background))
+        await self.presence.close()
         await self.delivery.close()
 
     def _spawn(self, coro: Awaitable[None]) -> None:

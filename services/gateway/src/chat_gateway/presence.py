@@ -7,6 +7,13 @@ several gateways may race for one user), heartbeats in `gw:nodes`, and announces
 user's rooms) to the users service, which applies blocks, adds the custom status and
 publishes once per room. Offline is announced by the users service's sweep when the
 grace ends, also for the users of a gateway that died (its heartbeat stops).
+
+An announcement is a request, answered once the users service has recorded the sighting
+and published the update, and retried in the background while the answer is `retry`
+(no users worker, or one restarting, or its group look-ups unavailable): a published
+notice was simply lost then, and the contacts never heard that the user came online.
+A newer announcement of the same user replaces one still retrying (presence is a state,
+the latest wins).
 """
 
 from __future__ import annotations
@@ -31,10 +38,16 @@ from chat_runtime import presence as keys
 from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, encode, encode_json
 from chat_runtime.clock import Clock, iso
+from chat_runtime.worker import cancel_tasks
 
 log = logging.getLogger(__name__)
 
 _MEMBERS = subjects.command(subjects.GROUPS, "members")
+_ANNOUNCE = subjects.command(subjects.USERS, "presence")
+
+#: Pauses between the tries of an announcement answered `retry`: 15.75 s in all, more
+#: than a users worker takes to restart (~1-2 s here) or a pod to be rescheduled.
+ANNOUNCE_PAUSES_S: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def now_ms() -> int:
@@ -162,6 +175,7 @@ class PresenceEvents:
         *,
         heartbeat_ms: int,
         lease_ms: int,
+        pauses_s: tuple[float, ...] = ANNOUNCE_PAUSES_S,
     ) -> None:
         self._bus = bus
         self._presence = presence
@@ -170,6 +184,9 @@ class PresenceEvents:
         self._clock = clock
         self._heartbeat_ms = heartbeat_ms
         self._lease_ms = lease_ms
+        self._pauses_s = pauses_s
+        #: user id -> its announcement still being delivered.
+        self._announcing: dict[str, asyncio.Task[None]] = {}
 
     async def connected(self, actor: Actor) -> None:
         """After a socket joined its rooms: the user's first socket here may bring it online."""
@@ -187,7 +204,8 @@ class PresenceEvents:
             log.warning("presence disconnect of %s failed: %s", actor.user_id, exc)
 
     async def announce(self, actor: Actor, status: str) -> None:
-        """One `PresenceChanged` to the users service, which fans it out to contacts."""
+        """One `PresenceChanged` to the users service, which fans it out to contacts;
+        delivered in the background (see the module docstring), not awaited."""
         changed = PresenceChanged(
             user_id=actor.user_id,
             status=status,
@@ -196,10 +214,39 @@ class PresenceEvents:
             avatar=actor.avatar,
             rooms=sorted(self._registry.rooms_of(actor.user_id)),
         )
-        await self._bus.publish(
-            subjects.command(subjects.USERS, "presence"),
-            encode(Command(actor=actor, payload=changed)),
+        body = encode(Command(actor=actor, payload=changed))
+        older = self._announcing.pop(actor.user_id, None)
+        if older is not None:
+            older.cancel()
+        task = asyncio.ensure_future(self._deliver(actor.user_id, status, body))
+        self._announcing[actor.user_id] = task
+        task.add_done_callback(lambda done: self._forget(actor.user_id, done))
+
+    async def _deliver(self, user_id: str, status: str, body: bytes) -> None:
+        for pause in (*self._pauses_s, None):
+            reply = await self._bus.request(_ANNOUNCE, body)
+            if reply.status == "ok":
+                return
+            if reply.status == "error":
+                log.warning("presence %s of %s refused: %s", status, user_id, reply.error)
+                return
+            if pause is None:
+                break
+            await asyncio.sleep(pause)
+        log.warning(
+            "presence %s of %s not announced: the users service answered retry %d times",
+            status,
+            user_id,
+            len(self._pauses_s) + 1,
         )
+
+    def _forget(self, user_id: str, done: asyncio.Task[None]) -> None:
+        if self._announcing.get(user_id) is done:
+            del self._announcing[user_id]
+
+    async def close(self) -> None:
+        """Stop the announcements still being retried."""
+        await cancel_tasks(list(self._announcing.values()))
 
     async def heartbeat(self) -> None:
         """Beat every `heartbeat_ms`, and refresh the leases every third of a lease (one

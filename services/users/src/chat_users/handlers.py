@@ -62,9 +62,10 @@ class UserHandlers:
     # --- presence and last seen
 
     async def presence(self, command: Command[bus.PresenceChanged]) -> None:
-        """A gateway announced a presence change (published, no reply expected): record
-        the sighting, then `presence:update` (and, going offline, `presence:last_seen`)
-        to the user's contacts in the rooms the gateway named."""
+        """A gateway announced a presence change: record the sighting, then
+        `presence:update` (and, going offline, `presence:last_seen`) to the user's
+        contacts in the rooms the gateway named. The empty answer tells the gateway it
+        is done; a transient failure answers `retry` and the gateway sends it again."""
         event = command.payload
         seen = domain.sighting(event)
         await self._store.record(seen)
