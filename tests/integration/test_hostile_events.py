@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chat_contracts import ErrorCode, routes
+from chat_runtime.memory import rss_kib
 from chat_testkit.client import ChatClient
-from chat_testkit.probes import LogMark, rss_kib
+from chat_testkit.probes import LogMark
 from chat_testkit.stack import Stack
 from tests.integration.calls.conftest import ANSWER, CANDIDATE, OFFER
 from tests.integration.conftest import Connect, cmid

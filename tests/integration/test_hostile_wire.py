@@ -29,7 +29,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from chat_testkit.probes import LogMark, rss_kib
+from chat_runtime.memory import rss_kib
+from chat_testkit.probes import LogMark
 from chat_testkit.rawws import (
     OP_BINARY,
     OP_CLOSE,

@@ -1,13 +1,16 @@
-"""`memory.fix_mmap_threshold`: large buffers keep their own mappings (glibc)."""
+"""`memory`: large buffers keep their own mappings (glibc); RSS readings and the trim."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import subprocess
 import sys
 
 import pytest
+
+from chat_runtime import memory
 
 # Allocates and frees a 24 MiB block (glibc then raises its mmap threshold to 24 MiB unless
 # it is pinned), then allocates 8 MiB and prints how many blocks are mmapped. glibc asks
@@ -50,3 +53,26 @@ def test_a_large_buffer_after_a_larger_one_is_mapped_only_when_pinned(
         [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
     )
     assert int(out.stdout) == mapped, out.stderr
+
+
+def test_rss_of_this_process_and_of_one_by_pid() -> None:
+    held = bytearray(64 << 20)  # 64 MiB, touched: resident
+    own, by_pid = memory.rss_kib(), memory.rss_kib(os.getpid())
+    assert own >= 64 * 1024
+    assert abs(own - by_pid) < 4 * 1024, (own, by_pid)
+    del held
+    with pytest.raises(FileNotFoundError):
+        memory.rss_kib(2**22 + 7)  # above pid_max's default: no such process
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="glibc >= 2.33 (mallinfo2) only")
+def test_trim_gives_back_freed_heap_pages() -> None:
+    # 2,000 blocks of 64 KiB (below the mmap threshold: heap), all but the last freed,
+    # so the freed pages sit below a live block where only malloc_trim can return them.
+    blocks = [ctypes.create_string_buffer(64 << 10) for _ in range(2000)]
+    del blocks[:-1]
+    report = memory.trim_rss()
+    assert report["trimmed"] is True
+    assert isinstance(report["before_kib"], int)
+    assert isinstance(report["after_kib"], int)
+    assert report["after_kib"] < report["before_kib"], report

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import Final
+import functools
+from pathlib import Path
+from typing import Any, Final
 
 #: glibc's `M_MMAP_THRESHOLD` parameter number (malloc.h).
 M_MMAP_THRESHOLD: Final = -3
@@ -24,16 +26,43 @@ M_MMAP_THRESHOLD: Final = -3
 MMAP_THRESHOLD_BYTES: Final = 128 * 1024
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    return None if name is None else ctypes.CDLL(name)
+
+
+def _libc_function(name: str) -> Any:  # a ctypes function; its class is private
+    libc = _libc()
+    return None if libc is None else getattr(libc, name, None)
+
+
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Pin glibc's mmap threshold (see the module docstring); False where the C library
     has no `mallopt` (musl, macOS) or refused the value."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    libc = ctypes.CDLL(name)
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = _libc_function("mallopt")
     if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def rss_kib(pid: int | None = None) -> int:
+    """Resident set size (KiB) of a process (this one by default), from /proc; raises
+    `OSError` where there is no such process or no /proc."""
+    status = Path(f"/proc/{'self' if pid is None else pid}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise OSError(f"no VmRSS in /proc/{pid or 'self'}/status")
+
+
+def trim_rss() -> dict[str, int | bool]:
+    """This process's RSS before and after glibc's `malloc_trim(0)`, which returns free
+    heap pages to the system (what it gives back is allocator slack, not a leak);
+    `trimmed`: whether glibc gave any back (always False without glibc: musl, macOS)."""
+    before = rss_kib()
+    malloc_trim = _libc_function("malloc_trim")
+    trimmed = malloc_trim is not None and bool(malloc_trim(0))
+    return {"before_kib": before, "after_kib": rss_kib(), "trimmed": trimmed}

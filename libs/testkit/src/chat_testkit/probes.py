@@ -1,23 +1,14 @@
-"""What a reliability test reads from a running process: its memory, and what its log
-said since a mark (an unhandled exception shows as a Python traceback there); and, in
+"""What a reliability test reads from a running process: what its log said since a
+mark (an unhandled exception shows as a Python traceback there); and, in
 the test's own event loop, which background tasks are still running."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from chat_testkit.servers import ServiceProcess
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process (KiB), from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 @dataclass

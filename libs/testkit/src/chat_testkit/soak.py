@@ -23,7 +23,7 @@ from typing import Any
 
 import socketio
 
-from chat_testkit.probes import rss_kib
+from chat_runtime.memory import rss_kib
 
 EMOJIS = ["👍", "🎉", "❤️", "😂", "👨‍👩‍👧", "🇺🇳"]
 #: Action weights (per cent of all actions).

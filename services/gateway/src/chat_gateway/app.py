@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from chat_contracts import DomainError, ErrorCode, RetryableError, subjects
 from chat_contracts.bus import Actor, ChatIds, Empty
 from chat_contracts.routes import BY_EVENT, GATEWAY, ROUTES, Route, unserved
-from chat_gateway import acks, clientfiles, debug, jsonmod
+from chat_gateway import acks, clientfiles, jsonmod
 from chat_gateway.auth import TokenVerifier, Unauthorized
 from chat_gateway.conn import Connection, SioConnection
 from chat_gateway.fanout import Delivery
@@ -41,7 +41,7 @@ from chat_gateway.sessions import Sessions, sweep_forever
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.sio import GuardedServer
 from chat_gateway.typing_relay import TypingRelay
-from chat_runtime import trace
+from chat_runtime import memory, trace
 from chat_runtime.batch import CommandBatcher
 from chat_runtime.blocks import HiddenSets
 from chat_runtime.bus import Bus, QueryError
@@ -191,7 +191,7 @@ class Gateway:
         if request.query.get("trim") == "1":
             # RSS before and after glibc hands its free pages back: what trimming gives
             # back is allocator slack, not a leak.
-            body["trim"] = debug.trim_rss()
+            body["trim"] = memory.trim_rss()
         return web.json_response(body)
 
     async def _debug_stats(self, _request: web.Request) -> web.Response:
