@@ -1,4 +1,5 @@
-"""The C allocator's settings for a long-running service (glibc; a no-op elsewhere).
+"""The C allocator's settings for a long-running service (glibc; a no-op elsewhere), and
+the process memory readings the debug endpoints and the soak use (`rss_kib`, `trim_rss`).
 
 glibc serves a `malloc` of 128 KiB or more with its own `mmap`, returned to the system
 on `free` — until the first such block is freed: then it raises the threshold to that
@@ -51,11 +52,11 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
 def rss_kib(pid: int | None = None) -> int:
     """Resident set size (KiB) of a process (this one by default), from /proc; raises
     `OSError` where there is no such process or no /proc."""
-    status = Path(f"/proc/{'self' if pid is None else pid}/status").read_text()
-    for line in status.splitlines():
+    path = Path(f"/proc/{'self' if pid is None else pid}/status")
+    for line in path.read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
-    raise OSError(f"no VmRSS in /proc/{pid or 'self'}/status")
+    raise OSError(f"no VmRSS in {path}")
 
 
 def trim_rss() -> dict[str, int | bool]:
