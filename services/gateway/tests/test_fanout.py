@@ -4,7 +4,9 @@ the fan-out inbox takes nats-py's messages in order (real nats-server)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,8 +41,8 @@ def test_event_frame_is_a_socketio_v5_event_packet() -> None:
 
 INTERNALS_CHANGED = (
     "nats-py's subscription internals changed (fanout._Sink relies on _pending_queue and "
-    "_pending_size); re-check fanout.py before moving the nats-py pin in "
-    "services/gateway/pyproject.toml"
+    "_pending_size, fanout._release on _message_iterator); re-check fanout.py before "
+    "moving the nats-py pin in services/gateway/pyproject.toml"
 )
 
 
@@ -107,6 +109,9 @@ async def test_nats_subscription_still_has_the_private_queue_and_size_we_replace
         sub = await bus.nc.subscribe("rt.user.internals")
         assert isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue), INTERNALS_CHANGED
         assert getattr(sub, "_pending_size", None) == 0, INTERNALS_CHANGED
+        # Without a callback nats-py makes an iterator that refers back to the sub.
+        iterator = getattr(sub, "_message_iterator", None)
+        assert getattr(iterator, "_sub", None) is sub, INTERNALS_CHANGED
         await sub.unsubscribe()
     finally:
         await bus.close()
@@ -126,6 +131,26 @@ async def test_the_sink_receives_every_message_in_order_and_keeps_the_size_at_ze
     # nats-py added each payload's size before handing it over; the sink took it back.
     # A drift would end in nats-py's slow-consumer drop once it reached 64 MB.
     assert sub._pending_size == 0, INTERNALS_CHANGED
+
+
+async def test_an_unsubscribed_subscription_is_freed_without_the_cycle_collector(
+    delivery: tuple[Bus, Registry, Delivery],
+) -> None:
+    _bus, registry, fan = delivery
+    gc.disable()  # only reference counting may free it
+    try:
+        conn = Recording("s1")
+        await fan.apply(registry.add_socket(conn, Actor(user_id="ivy", name="Ivy")))
+        sub = weakref.ref(fan._subs[subjects.user("ivy")])
+        assert sub() is not None
+        _gone, interest = registry.remove_socket(conn.sid)
+        await fan.apply(interest)
+        assert subjects.user("ivy") not in fan.subjects
+        # Before fanout._release, nats-py's sub <-> iterator and our sub <-> sink cycles
+        # kept both (and the iterator's queue, ~4 KiB) until a full collection.
+        assert sub() is None
+    finally:
+        gc.enable()
 
 
 async def test_a_drain_with_the_sink_in_place_completes(nats_url: str) -> None:

@@ -172,7 +172,24 @@ class Gateway:
         return web.json_response({"code": 0, "message": message}, status=400)
 
     async def _debug_gc(self, request: web.Request) -> web.Response:
-        collected = gc.collect()
+        # Collections per generation so far, read before this call's own collection:
+        # garbage cycles wait in the oldest generation until its next pass.
+        stats = gc.get_stats()
+        pending = gc.get_count()
+        garbage: Counter[str] | None = None
+        if request.query.get("garbage") == "1":
+            # What this collection finds unreachable, by type: where garbage cycles come
+            # from (the soak's gateways grew with nats-py subscriptions this way).
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                collected = gc.collect()
+                garbage = Counter(type(o).__qualname__ for o in gc.garbage)
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+            gc.collect()  # SAVEALL kept the cycles alive: free them now.
+        else:
+            collected = gc.collect()
         # The 40 most numerous live object types: what grows between two readings is
         # what leaks (the soak found 5 MiB/min of gateway RSS growth this way).
         types = Counter(type(o).__qualname__ for o in gc.get_objects())
@@ -180,7 +197,11 @@ class Gateway:
             "collected": collected,
             "sockets": len(self.registry.sockets),
             "types": dict(types.most_common(40)),
+            "generations": stats,
+            "pending": pending,
         }
+        if garbage is not None:
+            body["garbage"] = dict(garbage.most_common(40))
         if tracemalloc.is_tracing():
             # Started with PYTHONTRACEMALLOC=n: where memory grew since the last call.
             snapshot = tracemalloc.take_snapshot()
