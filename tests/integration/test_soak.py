@@ -5,8 +5,10 @@ runs 60 s of it"; `CHAT_SOAK_SHORT_SECONDS` to change); `./taskw soak` runs 2,00
 clients for 10 minutes and writes bench/soak.md (`CHAT_SOAK_CLIENTS`/`CHAT_SOAK_SECONDS`
 make it a smoke run: `CHAT_SOAK_CLIENTS=50 CHAT_SOAK_SECONDS=20 ./taskw soak -k 2000`).
 Both assert: no error ack other than a rate limit, every process's RSS flat after
-warm-up (fitted slope under the bound below), and ack latency steady (the p99 of the
-last window within 3x that of the first, with 50 ms of slack for a shared machine).
+warm-up (fitted slope under the bound below), few garbage cycles made in the gateways
+after warm-up (per ack, `chat_testkit.soak.GARBAGE_PER_ACK_BOUND`: a leak the
+short run is too short to show as RSS), and ack latency steady (the p99 of the last
+window within 3x that of the first, with 50 ms of slack for a shared machine).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from chat_testkit.soak import Soak
@@ -42,9 +45,23 @@ def soak_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # is for the internet, not for this test's load generator.
             "CHAT_HANDSHAKES_PER_ADDRESS_PER_S": "0",
             "CHAT_MAX_PENDING_PER_ADDRESS": "4096",
+            # /debug/gc: the garbage cycles a full collection finds at the end.
+            "CHAT_DEBUG_ENDPOINTS": "1",
         },
     )
     yield from serve(running)
+
+
+async def _garbage(stack: Stack) -> dict[str, dict[str, int]]:
+    """What a full collection in each live gateway finds unreachable, by type."""
+    found = {}
+    async with aiohttp.ClientSession() as http:
+        for name, process in sorted(stack.processes.items()):
+            if name.startswith("gateway") and process.proc.poll() is None:
+                async with http.post(process.url + "/debug/gc?garbage=1") as resp:
+                    resp.raise_for_status()
+                    found[name] = (await resp.json())["garbage"]
+    return found
 
 
 async def _soak(stack: Stack, clients: int, seconds: float, rate: float, long: bool) -> str:
@@ -63,8 +80,19 @@ async def _soak(stack: Stack, clients: int, seconds: float, rate: float, long: b
 
     soak = Soak(urls, stack.token, pids, clients, rate)
     await soak.setup()
+    warmup_s = seconds * 0.3
+
+    async def after_warmup() -> None:
+        # This collection frees what start-up and setup left: the end's counts what the
+        # steady load made.
+        await asyncio.sleep(warmup_s)
+        await _garbage(stack)
+
     try:
-        result = await soak.run(seconds, warmup_s=seconds * 0.3)
+        baseline = asyncio.ensure_future(after_warmup())
+        result = await soak.run(seconds, warmup_s=warmup_s)
+        await baseline
+        result.garbage = await _garbage(stack)
     finally:
         await soak.close()
     bound = SLOPE_BOUND_KIB_PER_MIN if long else SHORT_SLOPE_BOUND_KIB_PER_MIN

@@ -40,6 +40,14 @@ MIX = {
     "reconnect": 5,
 }
 
+#: Objects that only the cycle collector frees, made after the warm-up, per ack after
+#: it. The services' GC settings (`chat_runtime.worker.run`) let such garbage pile up
+#: for the life of the process, so per-connection objects must be freed by reference
+#: counting. With nats-py's subscription cycles (11 objects per unsubscribe, since
+#: `fanout._release` none) the short run's gateways made 0.65-0.74 per ack, and the
+#: 10-minute soak's grew ~2.4 MiB/min; without them, 0 in the short run.
+GARBAGE_PER_ACK_BOUND = 0.05
+
 
 @dataclass
 class User:
@@ -70,6 +78,15 @@ class SoakResult:
     latencies: list[tuple[float, str, float]] = field(default_factory=list)
     rss: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
+    #: Per gateway, what a full collection at the end of the run found unreachable, by
+    #: type (`/debug/gc?garbage=1`; another at the end of the warm-up freed what came
+    #: before): memory only the cycle collector frees.
+    garbage: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def acks_after_warmup(self) -> int:
+        """Acknowledged client actions after the warm-up."""
+        return sum(1 for t, _, _ in self.latencies if t >= self.warmup_s)
 
     def slope_kib_per_min(self, name: str) -> float:
         """Least-squares slope of a process's RSS after warm-up (KiB per minute)."""
@@ -96,12 +113,21 @@ class SoakResult:
     def checks(self, slope_bound_kib_per_min: float) -> list[tuple[str, bool]]:
         """What the run must show (issue 14), each with whether it held: no error ack
         but rate limits, every process's fitted RSS slope after warm-up under the bound,
-        latency steady (the last window's p99 within 3x + 50 ms of the first's)."""
+        each gateway's garbage cycles at the end under `GARBAGE_PER_ACK_BOUND` per
+        action, latency steady (the last window's p99 within 3x + 50 ms of the first's)."""
         out = [(f"no error ack but rate limits ({len(self.errors)} seen)", not self.errors)]
         for name in sorted(self.rss):
             slope = self.slope_kib_per_min(name)
             text = f"{name}: RSS slope {slope:.0f} KiB/min < {slope_bound_kib_per_min:.0f}"
             out.append((text, slope < slope_bound_kib_per_min))
+        for name, types in sorted(self.garbage.items()):
+            found = sum(types.values())
+            per_ack = found / max(self.acks_after_warmup, 1)
+            text = (
+                f"{name}: garbage cycles after warm-up {found} objects, {per_ack:.4f} "
+                f"per ack < {GARBAGE_PER_ACK_BOUND}"
+            )
+            out.append((text, per_ack < GARBAGE_PER_ACK_BOUND))
         windows = self.windows()
         if len(windows) < 3:
             out.append((f"latency steady: only {len(windows)} windows with acks", False))
@@ -149,6 +175,17 @@ class SoakResult:
                 f"| {name} | {after[0] / 1024:.1f} | {after[-1] / 1024:.1f} | "
                 f"{self.slope_kib_per_min(name):.0f} |"
             )
+        if self.garbage:
+            lines += [
+                "",
+                "## Garbage cycles made after warm-up (a full collection's finds, by type)",
+                "",
+                "| gateway | objects | most numerous |",
+                "|---|---|---|",
+            ]
+            for name, types in sorted(self.garbage.items()):
+                top = ", ".join(f"{t} {n}" for t, n in Counter(types).most_common(6))
+                lines.append(f"| {name} | {sum(types.values())} | {top or '-'} |")
         if self.errors:
             lines += ["", "## Error acks (first 20)", "", *(f"- {e}" for e in self.errors[:20])]
         return "\n".join(lines) + "\n"
