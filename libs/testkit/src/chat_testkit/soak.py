@@ -113,8 +113,9 @@ class SoakResult:
     def checks(self, slope_bound_kib_per_min: float) -> list[tuple[str, bool]]:
         """What the run must show (issue 14), each with whether it held: no error ack
         but rate limits, every process's fitted RSS slope after warm-up under the bound,
-        each gateway's garbage cycles at the end under `GARBAGE_PER_ACK_BOUND` per
-        action, latency steady (the last window's p99 within 3x + 50 ms of the first's)."""
+        each gateway's garbage cycles made after warm-up under `GARBAGE_PER_ACK_BOUND`
+        per ack after it, latency steady (the last window's p99 within 3x + 50 ms of the
+        first's)."""
         out = [(f"no error ack but rate limits ({len(self.errors)} seen)", not self.errors)]
         for name in sorted(self.rss):
             slope = self.slope_kib_per_min(name)
