@@ -55,3 +55,18 @@ async def test_with_sentinels_the_primary_comes_from_them() -> None:
     assert pool.connection_kwargs["socket_timeout"] == 2.0
     assert primary_locator(settings) is not None
     await client.aclose()
+
+
+async def test_a_new_connection_sends_nothing_the_server_refuses(redis_url: str) -> None:
+    # redis-py's default CLIENT SETINFO is refused by Redis before 7.2 (the test
+    # servers' 7.0): each refusal is an error in the server's stats and a reference
+    # cycle in ours. On 7.2 and later, the connection shows no library name instead.
+    admin = connect_redis(RedisSettings(redis_url=redis_url))
+    await admin.config_resetstat()
+    client = connect_redis(RedisSettings(redis_url=redis_url))
+    assert await client.ping()
+    info = await client.client_info()
+    assert not info.get("lib-name")
+    assert await admin.info("errorstats") == {}
+    await client.aclose()
+    await admin.aclose()
