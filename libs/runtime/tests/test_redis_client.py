@@ -61,12 +61,14 @@ async def test_a_new_connection_sends_nothing_the_server_refuses(redis_url: str)
     # redis-py's default CLIENT SETINFO is refused by Redis before 7.2 (the test
     # servers' 7.0): each refusal is an error in the server's stats and a reference
     # cycle in ours. On 7.2 and later, the connection shows no library name instead.
-    admin = connect_redis(RedisSettings(redis_url=redis_url))
-    await admin.config_resetstat()
-    client = connect_redis(RedisSettings(redis_url=redis_url))
-    assert await client.ping()
-    info = await client.client_info()
-    assert not info.get("lib-name")
-    assert await admin.info("errorstats") == {}
-    await client.aclose()
-    await admin.aclose()
+    settings = RedisSettings(redis_url=redis_url)
+    admin, client = connect_redis(settings), connect_redis(settings)
+    try:
+        await admin.config_resetstat()
+        assert await client.ping()
+        info = await client.client_info()
+        assert not info.get("lib-name")
+        assert await admin.info("errorstats") == {}
+    finally:
+        await client.aclose()
+        await admin.aclose()
